@@ -1,0 +1,46 @@
+# Two commands for students and maintainers: `make lab` and `make test`.
+# Both run `make setup` first, which is idempotent: it only reinstalls when
+# requirements.txt or pyproject.toml changed since the last run.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.setup-done
+KERNEL := cnn-course
+LESSONS := 01_cnn_basics 02_vgg 03_resnet 04_resnet_variants 05_efficientnet \
+           06_vision_transformer 07_transfer_learning
+
+.PHONY: setup lab test lint student-notebooks clean
+
+setup: $(STAMP)
+
+$(STAMP): requirements.txt pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.txt
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	$(BIN)/python -m ipykernel install --sys-prefix --name $(KERNEL) \
+		--display-name "Python 3 (CNN course)" >/dev/null
+	@touch $(STAMP)
+	@echo "Setup done: $(VENV) with torch, JupyterLab, nbgrader and course_utils; kernel '$(KERNEL)'."
+
+lab: setup
+	$(BIN)/python -m course_utils.lab
+
+test: setup
+	$(BIN)/python -m pytest tests
+
+lint: setup
+	$(BIN)/ruff check .
+
+# Regenerate the student copies in notebooks/ from the instructor sources in solutions/.
+student-notebooks: setup
+	@for id in $(LESSONS); do \
+		if [ -f solutions/$$id/$$id.ipynb ]; then \
+			$(BIN)/nbgrader generate_assignment $$id --force --log-level=WARN \
+				--CourseDirectory.db_url=sqlite:///$$(mktemp -d)/gradebook.db || exit 1; \
+		fi; \
+	done
+
+clean:
+	rm -rf $(VENV) gradebook.db .pytest_cache
