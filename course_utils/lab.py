@@ -22,6 +22,11 @@ def lab_command(notebook_dir: str | os.PathLike | None = None, extra_args=()) ->
         f"--ServerApp.root_dir={notebook_dir}",
         # Students run it locally: listen on loopback only.
         "--ServerApp.ip=127.0.0.1",
+        # The instructors' formgrader expects the course root (the repo) as server root;
+        # students open notebooks/, so keep it off here (see README, "For instructors").
+        "--ServerApp.jpserver_extensions={'nbgrader.server_extensions.formgrader': False}",
+        # CI and containers run as root; Jupyter refuses that without this flag.
+        *(["--allow-root"] if hasattr(os, "geteuid") and os.geteuid() == 0 else []),
         *extra_args,
     ]
 
