@@ -1,0 +1,91 @@
+"""Shared helpers for tests that read, generate and execute the lesson notebooks."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
+
+ROOT = Path(__file__).resolve().parent.parent
+LESSONS = [
+    "01_cnn_basics",
+    "02_vgg",
+    "03_resnet",
+    "04_resnet_variants",
+    "05_efficientnet",
+    "06_vision_transformer",
+    "07_transfer_learning",
+]
+KERNEL = "cnn-course"
+
+
+def solution_path(lesson: str) -> Path:
+    return ROOT / "solutions" / lesson / f"{lesson}.ipynb"
+
+
+def student_path(lesson: str) -> Path:
+    return ROOT / "notebooks" / lesson / f"{lesson}.ipynb"
+
+
+def existing_lessons() -> list[str]:
+    return [lesson for lesson in LESSONS if solution_path(lesson).exists()]
+
+
+def nbgrader_meta(cell) -> dict:
+    return cell.get("metadata", {}).get("nbgrader", {})
+
+
+def is_autograded_test(cell) -> bool:
+    meta = nbgrader_meta(cell)
+    return cell.cell_type == "code" and meta.get("grade", False) and not meta.get("solution", False)
+
+
+def generate_student_copy(lesson: str, workdir: Path) -> Path:
+    """Run nbgrader generate_assignment on a copy of the course; return the generated notebook."""
+    shutil.copy(ROOT / "nbgrader_config.py", workdir / "nbgrader_config.py")
+    shutil.copytree(ROOT / "solutions" / lesson, workdir / "solutions" / lesson)
+    nbgrader = Path(sys.executable).with_name("nbgrader")
+    subprocess.run(
+        [str(nbgrader), "generate_assignment", lesson, "--force", "--log-level=ERROR",
+         f"--CourseDirectory.root={workdir}",
+         f"--CourseDirectory.db_url=sqlite:///{workdir / 'gradebook.db'}"],
+        cwd=workdir, check=True, capture_output=True, text=True,
+    )
+    return workdir / "notebooks" / lesson / f"{lesson}.ipynb"
+
+
+def execute(path: Path, workdir: Path, mode: str = "grade", allow_errors: bool = False,
+            timeout: int = 180):
+    """Execute a copy of the notebook in `workdir` with COURSE_MODE=`mode`; return it."""
+    nb = nbformat.read(path, as_version=4)
+    old = os.environ.get("COURSE_MODE")
+    os.environ["COURSE_MODE"] = mode
+    try:
+        client = NotebookClient(nb, timeout=timeout, kernel_name=KERNEL,
+                                allow_errors=allow_errors,
+                                resources={"metadata": {"path": str(workdir)}})
+        client.execute()
+    finally:
+        if old is None:
+            os.environ.pop("COURSE_MODE", None)
+        else:
+            os.environ["COURSE_MODE"] = old
+    return nb
+
+
+def cell_error(cell) -> dict | None:
+    for out in cell.get("outputs", []):
+        if out.get("output_type") == "error":
+            return out
+    return None
+
+
+__all__ = ["CellExecutionError", "LESSONS", "ROOT", "cell_error", "execute", "existing_lessons",
+           "generate_student_copy", "is_autograded_test", "nbgrader_meta", "solution_path",
+           "student_path"]
