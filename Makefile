@@ -10,7 +10,7 @@ KERNEL := cnn-course
 LESSONS := 01_cnn_basics 02_vgg 03_resnet 04_resnet_variants 05_efficientnet \
            06_vision_transformer 07_transfer_learning
 
-.PHONY: setup lab test lint student-notebooks clean
+.PHONY: setup system-deps lab test lint student-notebooks clean
 
 setup: $(STAMP)
 
@@ -27,8 +27,28 @@ $(STAMP): requirements.txt pyproject.toml
 lab: setup
 	$(BIN)/python -m course_utils.lab
 
-test: setup
+test: setup system-deps
 	$(BIN)/python -m pytest tests
+
+# Debian packages the test suite uses: bubblewrap (grading sandbox) and Chromium with its
+# driver (browser test). Installed when missing and we may (root); otherwise the tests that
+# need them say why they are skipped.
+SYSTEM_PKGS := bubblewrap chromium chromium-driver
+system-deps:
+	@missing=""; \
+	command -v bwrap >/dev/null || missing="$$missing bubblewrap"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v chromedriver >/dev/null || missing="$$missing chromium-driver"; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			echo "Installing Debian packages:$$missing"; \
+			(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null) \
+				|| echo "WARNING: could not install$$missing; tests that need them will be skipped"; \
+		else \
+			echo "NOTE: missing$$missing (install with: sudo apt-get install$$missing);" \
+			     "tests that need them will be skipped"; \
+		fi; \
+	fi
 
 lint: setup
 	$(BIN)/ruff check .
