@@ -7,6 +7,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.setup-done
 KERNEL := cnn-course
+# nbgrader calls `alembic` by name: the venv's bin folder must come first on PATH.
+export PATH := $(abspath $(BIN)):$(PATH)
 LESSONS := 01_cnn_basics 02_vgg 03_resnet 04_resnet_variants 05_efficientnet \
            06_vision_transformer 07_transfer_learning
 

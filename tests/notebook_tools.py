@@ -56,6 +56,8 @@ def generate_student_copy(lesson: str, workdir: Path) -> Path:
          f"--CourseDirectory.root={workdir}",
          f"--CourseDirectory.db_url=sqlite:///{workdir / 'gradebook.db'}"],
         cwd=workdir, check=True, capture_output=True, text=True,
+        # nbgrader runs `alembic` from PATH: put this interpreter's bin folder first.
+        env=dict(os.environ, PATH=f"{nbgrader.parent}{os.pathsep}{os.environ.get('PATH', '')}"),
     )
     return workdir / "notebooks" / lesson / f"{lesson}.ipynb"
 

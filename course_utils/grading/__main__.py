@@ -1,0 +1,78 @@
+"""Command line: python -m course_utils.grading {grade,demo} ...
+
+  grade   autograde <course>/submitted/ (new or changed submissions only), write feedback and
+          grades.csv, print a per-student table
+  demo    build a sample class from the student notebooks and grade it (make grade-demo)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from .runner import format_table, grade_class
+
+
+def _memory(text: str) -> int:
+    units = {"G": 2**30, "M": 2**20}
+    try:
+        return int(float(text[:-1]) * units[text[-1].upper()]) if text[-1].isalpha() else int(text)
+    except (KeyError, ValueError):
+        raise argparse.ArgumentTypeError(f"memory must look like 6G or 512M, not {text!r}") from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m course_utils.grading",
+                                     description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def common(p):
+        p.add_argument("--workers", type=int, default=os.cpu_count(),
+                       help="parallel grading jobs (default: CPU count)")
+        p.add_argument("--dask", metavar="SCHEDULER", default=None,
+                       help="run jobs on Dask: 'local' for a LocalCluster, or a scheduler "
+                            "address such as tcp://10.0.0.5:8786")
+        p.add_argument("--cell-timeout", type=int, default=60,
+                       help="seconds one cell may run before it is interrupted (default 60)")
+        p.add_argument("--memory", type=_memory, default=None,
+                       help="address-space cap of a student's kernel, e.g. 6G (default 6G)")
+
+    g = sub.add_parser("grade", help="autograde a submitted/ tree")
+    g.add_argument("course_dir", nargs="?", default=".", help="nbgrader course directory")
+    g.add_argument("--assignment", action="append", help="only this assignment (repeatable)")
+    g.add_argument("--student", action="append", help="only this student (repeatable)")
+    g.add_argument("--force", action="store_true", help="grade again even if unchanged")
+    common(g)
+
+    d = sub.add_parser("demo", help="build and grade a sample class")
+    d.add_argument("--out", default="grade-demo", help="folder for the demo course (default: grade-demo)")
+    d.add_argument("--lessons", nargs="*", default=None, help="lessons for the full-class students")
+    common(d)
+
+    args = parser.parse_args(argv)
+    if args.workers is not None and args.workers < 1:
+        parser.error("--workers must be at least 1")
+    try:
+        if args.command == "grade":
+            report = grade_class(args.course_dir, workers=args.workers,
+                                 assignments=args.assignment, students=args.student,
+                                 scheduler=args.dask, cell_timeout=args.cell_timeout,
+                                 memory_bytes=args.memory, force=args.force)
+        else:
+            from .demo import run_demo
+
+            report = run_demo(Path(args.out), workers=args.workers, scheduler=args.dask,
+                              cell_timeout=args.cell_timeout, lessons=args.lessons)
+    except (FileNotFoundError, ValueError, RuntimeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print()
+    print(format_table(report.scores))
+    print(f"\ngrades: {report.csv_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
