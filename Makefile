@@ -12,7 +12,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 LESSONS := 01_cnn_basics 02_vgg 03_resnet 04_resnet_variants 05_efficientnet \
            06_vision_transformer 07_transfer_learning
 
-.PHONY: setup system-deps lab test lint student-notebooks clean
+.PHONY: setup system-deps lab test lint student-notebooks grade-demo grade clean
 
 setup: $(STAMP)
 
@@ -64,5 +64,12 @@ student-notebooks: setup
 		fi; \
 	done
 
+# Autograding (see README, "For instructors").
+grade-demo: setup system-deps
+	$(BIN)/python -m course_utils.grading demo --out grade-demo
+
+grade: setup system-deps
+	$(BIN)/python -m course_utils.grading grade .
+
 clean:
-	rm -rf $(VENV) gradebook.db .pytest_cache
+	rm -rf $(VENV) gradebook.db .pytest_cache grade-demo

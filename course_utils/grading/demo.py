@@ -1,0 +1,275 @@
+"""A sample class, built from the student notebooks, graded end to end (`make grade-demo`).
+
+Full-class students (every lesson): a complete correct submission, a partial one and an
+empty one. On 03_resnet and 04_resnet_variants: one student per common mistake, and the nine
+kinds of hostile or broken submission the grader must survive. Each of those is the correct
+submission plus one act, so every point it loses is the act's doing.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import nbformat
+
+from .runner import ClassReport, grade_class
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SOLUTION_MARKERS = re.compile(r"^[ \t]*### (BEGIN|END) SOLUTION[ \t]*\n?", re.M)
+
+# ---------------------------------------------------------------------------------------
+# Building submissions
+
+
+def _meta(cell) -> dict:
+    return cell.get("metadata", {}).get("nbgrader", {})
+
+
+def student_copy(lesson: str, course_dir: Path = REPO_ROOT):
+    return nbformat.read(course_dir / "notebooks" / lesson / f"{lesson}.ipynb", as_version=4)
+
+
+def solution_sources(lesson: str, course_dir: Path = REPO_ROOT) -> dict[str, str]:
+    """grade_id -> the reference answer as a student would type it (markers removed)."""
+    nb = nbformat.read(course_dir / "solutions" / lesson / f"{lesson}.ipynb", as_version=4)
+    return {_meta(c)["grade_id"]: SOLUTION_MARKERS.sub("", c.source)
+            for c in nb.cells if _meta(c).get("solution")}
+
+
+def filled(lesson: str, keep: Callable[[int, str], bool] = lambda i, gid: True,
+           course_dir: Path = REPO_ROOT):
+    """The student copy with the answers whose (index, grade_id) `keep` accepts filled in."""
+    nb = student_copy(lesson, course_dir)
+    answers = solution_sources(lesson, course_dir)
+    index = 0
+    for cell in nb.cells:
+        gid = _meta(cell).get("grade_id")
+        if _meta(cell).get("solution") and gid in answers:
+            if keep(index, gid):
+                cell.source = answers[gid]
+            index += 1
+    return nb
+
+
+def cell_defining(nb, name: str):
+    """The answer cell that defines class or function `name`."""
+    pattern = re.compile(rf"^(class|def) {re.escape(name)}\b", re.M)
+    for cell in nb.cells:
+        if _meta(cell).get("solution") and pattern.search(cell.source):
+            return cell
+    raise LookupError(f"no answer cell defines {name}")
+
+
+def test_cell_for(nb, check_name: str):
+    for cell in nb.cells:
+        if _meta(cell).get("grade") and f'check("{check_name}"' in cell.source:
+            return cell
+    raise LookupError(f"no test cell checks {check_name}")
+
+
+def insert_after_first_code_cell(nb, source: str) -> None:
+    first = next(i for i, c in enumerate(nb.cells) if c.cell_type == "code")
+    nb.cells.insert(first + 1, nbformat.v4.new_code_cell(source))
+
+
+BASIC_BLOCK_RELU_BEFORE_ADD = '''\
+class BasicBlock(nn.Module):
+    def __init__(self, in_channels, out_channels, stride=1):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(out_channels)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(out_channels)
+        self.shortcut = nn.Sequential()
+        if stride != 1 or in_channels != out_channels:
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(in_channels, out_channels, 1, stride, bias=False),
+                nn.BatchNorm2d(out_channels))
+
+    def forward(self, x):
+        out = torch.relu(self.bn1(self.conv1(x)))
+        out = torch.relu(self.bn2(self.conv2(out)))  # ReLU before the addition
+        return out + self.shortcut(x)
+'''
+
+BASIC_BLOCK_NO_SKIP = BASIC_BLOCK_RELU_BEFORE_ADD.replace(
+    "out = torch.relu(self.bn2(self.conv2(out)))  # ReLU before the addition\n"
+    "        return out + self.shortcut(x)",
+    "return torch.relu(self.bn2(self.conv2(out)))  # no skip connection")
+
+BASIC_BLOCK_FROM_TORCHVISION = '''\
+from torchvision.models.resnet import BasicBlock as _TorchvisionBlock
+
+
+class BasicBlock(_TorchvisionBlock):
+    def __init__(self, in_channels, out_channels, stride=1):
+        downsample = None
+        if stride != 1 or in_channels != out_channels:
+            downsample = nn.Sequential(
+                nn.Conv2d(in_channels, out_channels, 1, stride, bias=False),
+                nn.BatchNorm2d(out_channels))
+        super().__init__(in_channels, out_channels, stride, downsample)
+'''
+
+SE_SOFTMAX_GATE = '''\
+class SEBlock(nn.Module):
+    def __init__(self, channels, reduction=16):
+        super().__init__()
+        self.fc1 = nn.Linear(channels, channels // reduction)
+        self.fc2 = nn.Linear(channels // reduction, channels)
+
+    def forward(self, x):
+        s = x.mean(dim=(2, 3))
+        gate = torch.softmax(self.fc2(torch.relu(self.fc1(s))), dim=1)  # softmax, not sigmoid
+        return x * gate[:, :, None, None]
+'''
+
+VANDAL = '''\
+import os, pathlib, shutil
+attempts = {{
+    "append to the checker": lambda: open(r"{checks}", "a").write("\\nraise SystemExit"),
+    "delete the solutions": lambda: shutil.rmtree(r"{solutions}"),
+    "overwrite the gradebook": lambda: open(r"{gradebook}", "w").write("gone"),
+    "delete another student's work": lambda: shutil.rmtree(r"{other}"),
+    "drop a file in the course": lambda: pathlib.Path(r"{course}/pwned.txt").write_text("x"),
+}}
+for what, attempt in attempts.items():
+    try:
+        attempt()
+        print(what, "-> SUCCEEDED")
+    except Exception as exc:
+        print(what, "-> blocked:", type(exc).__name__)
+'''
+
+
+def _mistake(lesson: str, name: str, source: str):
+    def build(course_dir: Path):
+        nb = filled(lesson, course_dir=course_dir)
+        cell_defining(nb, name).source = source
+        return nb
+    return build
+
+
+def _hostile(lesson: str, edit: Callable) -> Callable[[Path], object]:
+    def build(course_dir: Path):
+        nb = filled(lesson, course_dir=course_dir)
+        edit(nb, course_dir)
+        return nb
+    return build
+
+
+def _edit_tests(nb, course_dir):
+    cell_defining(nb, "BasicBlock").source = BASIC_BLOCK_RELU_BEFORE_ADD
+    test_cell_for(nb, "basic_block").source = "pass  # the test is gone, full marks?"
+    graded = [c for c in nb.cells if _meta(c).get("grade") and c.cell_type == "code"]
+    nb.cells.remove(graded[-1])  # and one test cell deleted outright
+
+
+def _loops(nb, course_dir):
+    insert_after_first_code_cell(nb, "while True:\n    pass")
+    insert_after_first_code_cell(nb, "import time\ntime.sleep(10**6)")
+
+
+def _memory(nb, course_dir):
+    insert_after_first_code_cell(nb, "hog = bytearray(64 * 2**30)  # 64 GiB on a 24 GiB machine")
+    insert_after_first_code_cell(nb, "import torch\nbig = torch.ones(10**6, 10**6)")
+
+
+def _monkeypatch(nb, course_dir):
+    cell_defining(nb, "BasicBlock").source = BASIC_BLOCK_NO_SKIP + (
+        "\nimport course_utils.checks, torch\n"
+        "course_utils.checks.check = lambda *a, **k: None\n"
+        "torch.allclose = lambda *a, **k: True\n"
+        "torch.testing.assert_close = lambda *a, **k: None\n")
+
+
+def _vandal(nb, course_dir):
+    insert_after_first_code_cell(nb, VANDAL.format(
+        checks=REPO_ROOT / "course_utils" / "checks" / "__init__.py",
+        solutions=course_dir / "solutions", gradebook=course_dir / "gradebook.db",
+        other=course_dir / "submitted" / "alice_correct", course=course_dir))
+
+
+def _exits(nb, course_dir):
+    insert_after_first_code_cell(nb, "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)")
+    insert_after_first_code_cell(nb, "import os\nos._exit(0)")
+    insert_after_first_code_cell(nb, "import sys\nsys.exit('bye')")
+
+
+def _passoff(nb, course_dir):
+    cell_defining(nb, "BasicBlock").source = BASIC_BLOCK_FROM_TORCHVISION
+
+
+def _flood(nb, course_dir):
+    insert_after_first_code_cell(nb, "print('spam ' * 60_000_000)  # ~300 MB")
+    insert_after_first_code_cell(nb, "for i in range(2_000_000):\n    print(i)")
+
+
+def _syntax_error(nb, course_dir):
+    cell = cell_defining(nb, "BasicBlock")
+    cell.source = cell.source.replace("def forward(self, x):", "def forward(self, x)", 1)
+
+
+# student -> (lesson, builder); full-class students are added per lesson in build_class.
+HOSTILE = {
+    "h1_edited_tests": ("03_resnet", _hostile("03_resnet", _edit_tests)),
+    "h2_infinite_loop": ("03_resnet", _hostile("03_resnet", _loops)),
+    "h3_memory_bomb": ("03_resnet", _hostile("03_resnet", _memory)),
+    "h4_monkeypatch": ("03_resnet", _hostile("03_resnet", _monkeypatch)),
+    "h5_vandal": ("03_resnet", _hostile("03_resnet", _vandal)),
+    "h6_exits": ("03_resnet", _hostile("03_resnet", _exits)),
+    "h7_torchvision_passoff": ("03_resnet", _hostile("03_resnet", _passoff)),
+    "h8_output_flood": ("03_resnet", _hostile("03_resnet", _flood)),
+    "h9_syntax_error": ("03_resnet", _hostile("03_resnet", _syntax_error)),
+}
+MISTAKES = {
+    "m1_relu_before_add": ("03_resnet", _mistake("03_resnet", "BasicBlock",
+                                                 BASIC_BLOCK_RELU_BEFORE_ADD)),
+    "m2_softmax_gate": ("04_resnet_variants", _mistake("04_resnet_variants", "SEBlock",
+                                                       SE_SOFTMAX_GATE)),
+}
+INVALID_JSON = "h9_invalid_json"
+FULL_CLASS = ("alice_correct", "bob_partial", "carol_empty")
+
+
+def build_class(course_dir: Path, lessons: list[str] | None = None,
+                hostile: bool = True) -> list[str]:
+    """Create <course_dir> as an nbgrader course with a sample class; return the students."""
+    if course_dir.exists():
+        shutil.rmtree(course_dir)
+    course_dir.mkdir(parents=True)
+    shutil.copy(REPO_ROOT / "nbgrader_config.py", course_dir)
+    shutil.copytree(REPO_ROOT / "solutions", course_dir / "solutions")
+    shutil.copytree(REPO_ROOT / "notebooks", course_dir / "notebooks")
+    lessons = lessons or sorted(p.name for p in (course_dir / "solutions").iterdir() if p.is_dir())
+
+    def save(student: str, lesson: str, nb) -> None:
+        path = course_dir / "submitted" / student / lesson / f"{lesson}.ipynb"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        nbformat.write(nb, path)
+
+    for lesson in lessons:
+        save("alice_correct", lesson, filled(lesson, course_dir=course_dir))
+        save("bob_partial", lesson, filled(lesson, lambda i, gid: i % 2 == 0,
+                                           course_dir=course_dir))
+        save("carol_empty", lesson, student_copy(lesson, course_dir))
+    students = list(FULL_CLASS)
+    for student, (lesson, build) in {**MISTAKES, **(HOSTILE if hostile else {})}.items():
+        save(student, lesson, build(course_dir))
+        students.append(student)
+    if hostile:
+        path = course_dir / "submitted" / INVALID_JSON / "03_resnet" / "03_resnet.ipynb"
+        path.parent.mkdir(parents=True)
+        path.write_text('{"cells": [ this is not JSON')
+        students.append(INVALID_JSON)
+    return students
+
+
+def run_demo(out: Path, workers: int | None = None, scheduler: str | None = None,
+             cell_timeout: int = 60, lessons: list[str] | None = None) -> ClassReport:
+    students = build_class(out, lessons)
+    print(f"Sample class in {out}: {len(students)} students")
+    return grade_class(out, workers=workers, scheduler=scheduler, cell_timeout=cell_timeout)
