@@ -1,0 +1,135 @@
+"""The exercise checker: ``from course_utils.checks import check``.
+
+``check(name, obj, **options)`` judges one graded item (``obj`` is the student's class or
+function) by behaviour against a trusted reference:
+
+- it returns ``None`` and prints one ✓ line saying what was verified (plus ``note:`` lines
+  for harmless deviations, e.g. a redundant conv bias before BatchNorm);
+- it raises ``AssertionError`` with a plain-words message naming the mistake and why it
+  matters; when the student's own code raises, the message names the call that failed, the
+  exception and the student's line of code (never a raw traceback from the checker);
+- ``check(name, None)`` and bodies that still raise ``NotImplementedError`` fail with a
+  "not implemented yet" message; an unknown ``name`` raises ``ValueError`` listing the valid
+  names, an unknown option raises ``TypeError``.
+
+Why a conv bias right before BatchNorm is only a note: in train mode BatchNorm subtracts the
+per-channel batch mean, which removes a per-channel constant exactly (the bias's gradient is
+zero, so it never learns); in eval mode the running mean, learned from those same batches,
+absorbs it. The function the network can represent is unchanged — only parameters are wasted.
+(Copying torchvision's statistics into a block whose conv has a *random* bias would make eval
+outputs differ, but that is an artefact of the copy, not a mistake; the checker zeroes such
+biases when copying and says so in a note.)
+
+What the checker defends against, and what it cannot
+----------------------------------------------------
+Defended (tests/test_checks_hostile.py):
+
+- torchvision's reference handed in as the student's own: the class itself, a subclass, a
+  module holding one, a method copied from it, or a forward that calls torchvision's model
+  code or ``SqueezeExcitation`` (seen by a profiler hook while the forward runs) — refused
+  with a message saying why;
+- monkeypatching in the notebook: ``torch.allclose``, ``torch.equal``,
+  ``torch.Tensor.__eq__``/``__sub__``/``abs``/``max``, ``F.relu``, ``nn.Conv2d.forward``, ... The
+  checker computes references and differences only with operations taken from torch's
+  immutable C types (``_ops``), so those patches change nothing but the student's own output
+  (graded as what the code really does). A patch made before the checker was imported that
+  replaces ``torch._C._VariableFunctions`` or ``torch.autograd.grad``, or an active
+  ``TorchFunctionMode``/``TorchDispatchMode``, is detected and the check fails asking to
+  restart the kernel;
+- ``course_utils.checks.check = lambda *a, **k: None`` (and ``del``) raises
+  ``AttributeError``: this module refuses to rebind ``check``, so the test cell's
+  ``from course_utils.checks import check`` gets the real one;
+- the student's global random state is saved and restored around every check.
+
+Not defended in-process (Python can't sandbox code running in the same interpreter):
+writing ``course_utils.checks.__dict__["check"]`` directly, replacing
+``sys.modules["course_utils.checks"]``, patching the checker's private modules, registering
+aten kernels with ``torch.library``, patching Python builtins, or editing files on disk. The
+instructor's grading (``course_utils.grading``) therefore runs every submission in a fresh,
+isolated process with a read-only copy of the checker.
+"""
+
+from __future__ import annotations
+
+import sys
+import types
+from typing import Any
+
+import torch
+
+# Importing the check modules registers them.
+from . import _ops, basic_block, ex1, ex2, ex3, ex4, ex5, se_block  # noqa: E402,F401,I001
+from ._calls import CheckFailure
+from ._registry import REGISTRY
+
+_MISSING = object()
+
+
+def available_checks() -> dict[str, str]:
+    """{name: the student-facing API it expects}."""
+    return {name: entry.expects for name, entry in sorted(REGISTRY.items())}
+
+
+def check(name: str, obj: Any = _MISSING, **options: Any) -> None:
+    """Check a graded item; print a ✓ line or raise AssertionError saying what is wrong."""
+    entry = REGISTRY.get(name) if isinstance(name, str) else None
+    if entry is None:
+        names = ", ".join(sorted(REGISTRY))
+        raise ValueError(f"check() has no item named {name!r}; valid names: {names}")
+    unknown = sorted(set(options) - set(entry.options))
+    if unknown:
+        allowed = ", ".join(entry.options) or "none"
+        raise TypeError(f"check({name!r}, ...) got unknown option(s) {', '.join(unknown)}; "
+                        f"it accepts: {allowed}")
+    if obj is _MISSING:
+        raise TypeError(f"check({name!r}, obj): pass the object to check ({entry.expects})")
+    message = None
+    try:
+        _ops.verify()
+    except _ops.TamperedError as exc:
+        message = (f"The checker can't trust torch in this kernel: {exc}. Something in the "
+                   "notebook modified torch; restart the kernel and run all cells again.")
+    else:
+        try:
+            with _session():
+                summary = entry.func(obj, **options)
+        except CheckFailure as exc:
+            message = str(exc)
+    if message is not None:
+        raise AssertionError(message)  # raised outside the except: no chained traceback
+    print(summary)
+
+
+class _session:  # noqa: N801
+    """Keep the student's random state, default dtype and grad mode as they were."""
+
+    def __enter__(self) -> None:
+        self._rng = torch.random.get_rng_state()
+        self._dtype = torch.get_default_dtype()
+        self._grad = _ops.is_grad_enabled()
+        torch.set_default_dtype(torch.float32)
+        _ops.set_grad_enabled(True)
+
+    def __exit__(self, *exc: object) -> None:
+        torch.random.set_rng_state(self._rng)
+        torch.set_default_dtype(self._dtype)
+        _ops.set_grad_enabled(self._grad)
+
+
+class _ProtectedModule(types.ModuleType):
+    """``course_utils.checks`` with ``check`` that notebook code can't rebind or delete."""
+
+    def __setattr__(self, attr: str, value: Any) -> None:
+        if attr == "check" and "check" in self.__dict__:
+            raise AttributeError("course_utils.checks.check can't be replaced")
+        super().__setattr__(attr, value)
+
+    def __delattr__(self, attr: str) -> None:
+        if attr == "check":
+            raise AttributeError("course_utils.checks.check can't be deleted")
+        super().__delattr__(attr)
+
+
+sys.modules[__name__].__class__ = _ProtectedModule
+
+__all__ = ["available_checks", "check"]

@@ -1,0 +1,117 @@
+"""Refuse torchvision's own blocks handed in as the student's, and watch forward passes.
+
+The checker compares a student's block against torchvision's, so submitting torchvision's
+class (or a subclass, a wrapper holding one, a class whose ``forward`` *is* torchvision's, or a
+forward that calls into torchvision's model code) would pass without proving anything.
+:func:`reject_reference` looks at the class and its submodules; :class:`Watch` records, while
+the student's forward runs, which modules run (their order is used to match weights) and
+whether any code from ``torchvision/models`` or ``torchvision.ops.SqueezeExcitation`` ran.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import sys
+from typing import Any
+
+import torchvision
+from torch import nn
+from torch.nn.modules.module import register_module_forward_pre_hook
+from torchvision.ops.misc import SqueezeExcitation
+
+from ._calls import fail
+
+_TV_DIR = os.path.dirname(os.path.abspath(torchvision.__file__))
+_TV_MODELS_DIR = os.path.join(_TV_DIR, "models") + os.sep
+_TV_MISC = os.path.join(_TV_DIR, "ops", "misc.py")
+
+
+def _forbidden_class(klass: type) -> bool:
+    """torchvision's model classes (BasicBlock, Bottleneck, ResNet, ...) and SE."""
+    module = getattr(klass, "__module__", "") or ""
+    return module.startswith("torchvision.models") or (
+        isinstance(klass, type) and issubclass(klass, SqueezeExcitation)
+    )
+
+
+def _forbidden_code(filename: str, qualname: str) -> bool:
+    path = os.path.abspath(filename)
+    if path.startswith(_TV_MODELS_DIR):
+        return True
+    return path == _TV_MISC and qualname.startswith("SqueezeExcitation")
+
+
+def _why(what: str) -> str:
+    return (
+        f" The checker compares your {what} with torchvision's, so handing in torchvision's "
+        "own code proves nothing: write the layers and the forward pass yourself."
+    )
+
+
+def reject_reference(obj: Any, what: str) -> None:
+    """Fail if ``obj`` (a class or a module) is, subclasses, reuses or contains torchvision's."""
+    klass = obj if inspect.isclass(obj) else type(obj)
+    for base in klass.__mro__:
+        if _forbidden_class(base):
+            name = f"{base.__module__}.{base.__qualname__}"
+            relation = "is" if base is klass else "subclasses"
+            fail(f"Your {what} {relation} {name}.{_why(what)}")
+    for base in klass.__mro__:
+        if base.__module__.startswith("torch"):
+            continue
+        for attr, value in vars(base).items():
+            func = getattr(value, "__func__", value)
+            code = getattr(func, "__code__", None)
+            if code is not None and _forbidden_code(code.co_filename, code.co_qualname):
+                fail(f"Your {what}'s `{attr}` is torchvision's {code.co_qualname}.{_why(what)}")
+    if isinstance(obj, nn.Module):
+        for name, sub in obj.named_modules():
+            if sub is not obj and _forbidden_class(type(sub)):
+                fail(
+                    f"Your {what} contains torchvision's {type(sub).__qualname__} "
+                    f"(`{name}`).{_why(what)}"
+                )
+
+
+class Watch:
+    """Context manager: record module execution order and calls into torchvision's code."""
+
+    def __init__(self, check_cheating: bool = True) -> None:
+        self.order: dict[int, int] = {}
+        self.forbidden: list[str] = []
+        self._check = check_cheating
+        self._hook = self._profile  # one bound method, so sys.getprofile() can be compared
+
+    def _pre_hook(self, module: nn.Module, args: Any) -> None:
+        self.order.setdefault(id(module), len(self.order))
+        if self._check and _forbidden_class(type(module)):
+            self.forbidden.append(type(module).__qualname__)
+
+    def _profile(self, frame: Any, event: str, arg: Any) -> None:
+        if event == "call":
+            code = frame.f_code
+            if _forbidden_code(code.co_filename, code.co_qualname):
+                self.forbidden.append(code.co_qualname)
+
+    def __enter__(self) -> Watch:
+        self._handle = register_module_forward_pre_hook(self._pre_hook)
+        self._previous = sys.getprofile()
+        if self._check:
+            sys.setprofile(self._hook)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        tampered = self._check and sys.getprofile() is not self._hook
+        if self._check:
+            sys.setprofile(self._previous)
+        self._handle.remove()
+        if tampered and exc[0] is None:
+            fail("Your code changed sys.setprofile while the checker was running it.")
+
+    def reject(self, what: str) -> None:
+        if self.forbidden:
+            fail(
+                f"Your {what}'s forward pass runs torchvision's {self.forbidden[0]}."
+                + _why(what)
+            )

@@ -1,0 +1,25 @@
+"""Which names ``check`` knows, and the options each accepts."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Entry:
+    name: str
+    func: Callable[..., str]   # returns the ✓ line (plus notes); raises CheckFailure
+    options: tuple[str, ...]
+    expects: str               # the student-facing API, for messages and docs
+
+
+REGISTRY: dict[str, Entry] = {}
+
+
+def register(name: str, expects: str, options: tuple[str, ...] = ()) -> Callable:
+    def decorate(func: Callable[..., str]) -> Callable[..., str]:
+        REGISTRY[name] = Entry(name, func, options, expects)
+        return func
+
+    return decorate

@@ -1,0 +1,157 @@
+"""Behavioural structure tests for whole networks: conv layers, skip connections, blocks.
+
+Skip connections are found by behaviour, not by names: zero one conv layer's weights (eval
+mode) and see whether the output still depends on the input. In a plain stack every conv
+layer is a bottleneck every signal must pass through, so zeroing any of them makes the
+output the same for every image; a skip connection around a layer keeps the dependence.
+A *residual block* is a submodule inside which every conv layer can be bypassed that way
+(and none of whose own submodules already is one) — e.g. a BasicBlock, with or without a
+projection shortcut, but not a stage holding several blocks or a conv-BN-ReLU unit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import Tensor, nn
+from torch.nn.modules.module import register_module_forward_hook
+
+from . import _ops
+from ._calls import call, call_str, describe, fail, instance_of, shape_str
+from ._cheating import Watch
+
+
+def conv_layers(model: nn.Module) -> list[tuple[str, nn.Conv2d]]:
+    return [(name, m) for name, m in model.named_modules() if isinstance(m, nn.Conv2d)]
+
+
+def run_classifier(model: nn.Module, x: Tensor, num_classes: int, what: str,
+                   name: str) -> Tensor:
+    """Forward (no torchvision model code allowed); output must be (batch, num_classes)."""
+    with Watch() as watch:
+        out = call(what, model, x)
+    watch.reject(name)
+    if type(out) is not Tensor:
+        kind = (f"a {type(out).__qualname__} (a subclass of torch.Tensor)"
+                if isinstance(out, Tensor) else describe(out))
+        fail(f"{what} returned {kind}; forward must return one plain tensor of logits.")
+    expected = (_ops.shape(x)[0], num_classes)
+    if _ops.shape(out) != expected:
+        fail(f"{what} returned shape {shape_str(_ops.shape(out))}; expected {shape_str(expected)}"
+             f" (batch, num_classes): one logit per class for each image.")
+    if _ops.max_abs(out) == float("inf"):
+        fail(f"{what} returned NaN or infinite logits.")
+    return out
+
+
+def _depends_on_input(out: object) -> bool:
+    """Do the batch's two samples (different images) give different outputs?"""
+    if type(out) is not Tensor or _ops.shape(out)[0] < 2:
+        return True
+    scale = _ops.max_abs(out)
+    return _ops.max_abs_diff(_ops.select(out, 0, 0), _ops.select(out, 0, 1)) > 1e-6 * max(1.0, scale)
+
+
+def _run_zeroed(module: nn.Module, conv: nn.Conv2d, x: Tensor) -> object:
+    saved = _ops.clone(conv.weight)
+    with _ops.no_grad():
+        _ops.zero_(conv.weight)
+        try:
+            return module(_ops.clone(x))
+        except Exception:
+            return None
+        finally:
+            _ops.copy_(conv.weight, saved)
+
+
+def bypassed_conv(model: nn.Module, x: Tensor) -> str | None:
+    """The first conv layer the output does not need (a skip connection around it), or None."""
+    model.eval()
+    for name, conv in conv_layers(model):
+        if _depends_on_input(_run_zeroed(model, conv, x)):
+            return name
+    return None
+
+
+@dataclass
+class Block:
+    name: str
+    module: nn.Module
+    x: Tensor            # its input in a forward pass of the whole model
+    out_shape: tuple[int, ...]
+
+
+def _inputs(model: nn.Module, x: Tensor) -> dict[int, tuple[Tensor, tuple[int, ...]]]:
+    seen: dict[int, tuple[Tensor, tuple[int, ...]]] = {}
+
+    def hook(module: nn.Module, args: tuple, output: object) -> None:
+        if (id(module) not in seen and len(args) == 1 and type(args[0]) is Tensor
+                and type(output) is Tensor):
+            seen[id(module)] = (_ops.clone(args[0]), _ops.shape(output))
+
+    handle = register_module_forward_hook(hook)
+    try:
+        with _ops.no_grad():
+            model(_ops.clone(x))
+    except Exception:
+        pass
+    finally:
+        handle.remove()
+    return seen
+
+
+def residual_blocks(model: nn.Module, x: Tensor) -> list[Block]:
+    """The smallest submodules with a skip connection around each of their conv layers."""
+    model.eval()
+    inputs = _inputs(model, x)
+    blocks: list[Block] = []
+    has_block: set[int] = set()   # ids of modules that are or contain a block
+
+    def visit(name: str, module: nn.Module) -> None:
+        for child_name, child in module.named_children():
+            visit(f"{name}.{child_name}" if name else child_name, child)
+        if any(id(c) in has_block for c in module.children()):
+            has_block.add(id(module))
+            return
+        convs = [m for m in module.modules() if isinstance(m, nn.Conv2d)]
+        if not convs or isinstance(module, nn.Conv2d) or id(module) not in inputs:
+            return
+        block_x, out_shape = inputs[id(module)]
+        if all(_depends_on_input(_run_zeroed(module, c, block_x)) for c in convs):
+            blocks.append(Block(name or "(the model itself)", module, block_x, out_shape))
+            has_block.add(id(module))
+
+    visit("", model)
+    return blocks
+
+
+def unused_parameters(model: nn.Module, x: Tensor) -> list[str]:
+    """Names of parameters that get no gradient from the output (defined but never used)."""
+    params = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+    if not params:
+        return []
+    model.eval()
+    with _ops.enable_grad():
+        out = model(_ops.clone(x))
+        if type(out) is not Tensor or not out.requires_grad:
+            return [name for name, _ in params]
+        grads = _ops.autograd_grad(_ops.tsum(out), [p for _, p in params], allow_unused=True)
+    return [name for (name, _), g in zip(params, grads, strict=True) if g is None]
+
+
+def check_all_used(model: nn.Module, x: Tensor, what: str) -> None:
+    unused = unused_parameters(model, x)
+    if unused:
+        shown = ", ".join(f"`{u}`" for u in unused[:4]) + (" ..." if len(unused) > 4 else "")
+        fail(f"{what}: these parameters get no gradient, so they never learn: {shown}. A layer "
+             "is created in __init__ but not used in forward (or its output is detached).")
+
+
+def build(cls: type, name: str, *args: object, hint: str = "", **kwargs: object) -> nn.Module:
+    ctor = call_str(name, *args, **kwargs)
+    def hint_fn(exc: BaseException) -> str:
+        return hint if isinstance(exc, TypeError) else ""
+
+    model = call(ctor, cls, *args, hint=hint_fn, **kwargs)
+    instance_of(model, ctor)
+    return model

@@ -1,0 +1,244 @@
+"""Exercise 4 (lesson 05, efficiency trade-offs): efficiency_table and best_accuracy_per_parameter.
+
+References come from torchvision itself, never from numbers typed into the checker:
+parameters from ``weights.meta["num_params"]``; MACs from ``weights.meta["_ops"]`` (labelled
+GFLOPS but really GMACs) at 224×224, or counted with ``FlopCounterMode`` at other sizes, and
+from ``thop.profile`` (on a deep copy) — a student's MACs may match either within 2 %, since
+thop also counts BatchNorm/activations; top-1 from the ``acc@1`` of any of the model's weight
+versions, or the seed lesson's table (``SEED_TOP1``), which the exercise text points to.
+Counting a model is cached per process, so repeated checks stay fast.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import numbers
+from functools import cache
+
+import torch
+from torchvision import models
+
+from . import _ops
+from ._calls import call, describe, expect_function, fail, n
+from ._registry import register
+
+NAMES = ("vgg16", "resnet50", "efficientnet_b0")
+# The syllabus table the exercise says to take top-1 from ("from the lesson's table").
+SEED_TOP1 = {"vgg16": 71.5, "resnet50": 76.0, "resnet152": 78.3, "efficientnet_b0": 77.1,
+             "efficientnet_b7": 84.3}
+# A second, cheap call proves the function computes its rows: another model, another size.
+PROBE_NAME, PROBE_SIZE = "mobilenet_v2", 160
+KEYS = ("name", "params", "macs", "top1", "top1_per_mparam")
+TABLE = "def efficiency_table(names, input_size=224) -> list of dicts with keys " + ", ".join(KEYS)
+BEST = "def best_accuracy_per_parameter(rows) -> str (the name of the best row)"
+MACS_TOLERANCE = 0.02
+
+
+def _weights(name: str) -> list:
+    return list(models.get_model_weights(name))
+
+
+def reference_params(name: str) -> int:
+    return int(_weights(name)[0].meta["num_params"])
+
+
+def reference_top1(name: str) -> list[float]:
+    values = [w.meta["_metrics"]["ImageNet-1K"]["acc@1"] for w in _weights(name)]
+    values = [float(v) for v in values if not math.isnan(v)]
+    if name in SEED_TOP1:
+        values.append(SEED_TOP1[name])
+    return values
+
+
+def default_top1(name: str) -> float:
+    return float(models.get_model_weights(name).DEFAULT.meta["_metrics"]["ImageNet-1K"]["acc@1"])
+
+
+@cache
+def _model(name: str) -> torch.nn.Module:
+    with _fork_rng():
+        return models.get_model(name, weights=None).eval()
+
+
+@cache
+def exact_macs(name: str, size: int) -> float:
+    """MACs of one image: torchvision's documented _ops at 224, else FlopCounterMode."""
+    if size == 224:
+        return float(_weights(name)[0].meta["_ops"]) * 1e9
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter, _ops.no_grad():
+        _model(name)(_ops.zeros((1, 3, size, size)))
+    return counter.get_total_flops() / 2
+
+
+@cache
+def thop_macs(name: str, size: int) -> float:
+    import thop
+
+    with _ops.no_grad():
+        macs, _ = thop.profile(copy.deepcopy(_model(name)), inputs=(_ops.zeros((1, 3, size, size)),),
+                               verbose=False)
+    return float(macs)
+
+
+class _fork_rng:  # noqa: N801 - building models must not move the student's random state
+    def __enter__(self) -> None:
+        self._state = torch.random.get_rng_state()
+
+    def __exit__(self, *exc: object) -> None:
+        torch.random.set_rng_state(self._state)
+
+
+def _near(value: float, target: float, tol: float) -> bool:
+    return abs(value - target) <= tol * abs(target)
+
+
+def _macs_problem(name: str, size: int, macs: float) -> str | None:
+    exact = exact_macs(name, size)
+    if _near(macs, exact, MACS_TOLERANCE) or _near(macs, thop := thop_macs(name, size),
+                                                    MACS_TOLERANCE):
+        return None
+    expected = f"{exact / 1e9:.3f} G (exact) or {thop / 1e9:.3f} G (thop)"
+    if _near(macs, 2 * exact, 0.03) or _near(macs, 2 * thop, 0.03):
+        why = "that is the FLOP count (2 × MACs); thop.profile returns MACs"
+    elif _near(macs * 1e9, exact, 0.03) or _near(macs * 1e9, thop, 0.03):
+        why = "that looks like GMACs; give the raw count of multiply-accumulates"
+    elif size != 224 and (_near(macs, exact_macs(name, 224), 0.03)
+                          or _near(macs, thop_macs(name, 224), 0.03)):
+        why = f"that is the count at 224×224: the input_size={size} argument is ignored"
+    else:
+        why = f"profile the model on one {size}×{size} image, e.g. thop.profile(model, inputs=(x,))"
+    return f"macs for {name} at {size}×{size} is {macs:,.0f}; expected about {expected}: {why}"
+
+
+def _row_problems(rows: object, names: list[str], size: int, what: str) -> str | None:
+    if not isinstance(rows, list | tuple) or not all(isinstance(r, dict) for r in rows):
+        return f"{what} returned {describe(rows)}; expected a list of dicts ({TABLE})."
+    by_name = {}
+    for row in rows:
+        missing = [k for k in KEYS if k not in row]
+        if missing:
+            return f"{what}: a row has no {', '.join(repr(k) for k in missing)} key ({row!r})."
+        by_name[row["name"]] = row
+    if sorted(map(str, by_name)) != sorted(names) or len(rows) != len(names):
+        return f"{what} gave rows for {[r['name'] for r in rows]}; expected one row per name: {names}."
+    for name in names:
+        row = by_name[name]
+        for key in ("params", "macs", "top1", "top1_per_mparam"):
+            if isinstance(row[key], _ops.Tensor) or not isinstance(row[key], numbers.Real):
+                return f"{what}: {name}'s {key} is {describe(row[key])}; expected a number."
+        params, expected = row["params"], reference_params(name)
+        if params != expected:
+            why = ""
+            if _near(params * 1e6, expected, 0.01):
+                why = ": that looks like millions; give the exact count"
+            return (f"{what}: params for {name} is {params!r}; expected {n(expected)} (count "
+                    f"the model's parameters, e.g. with count_parameters){why}.")
+        problem = _macs_problem(name, size, float(row["macs"]))
+        if problem:
+            return f"{what}: {problem}."
+        top1 = float(row["top1"])
+        accepted = reference_top1(name)
+        if not any(abs(top1 - t) <= 0.05 for t in accepted):
+            why = ""
+            if any(abs(top1 * 100 - t) <= 0.05 for t in accepted):
+                why = " It looks like a fraction; give top-1 in percent, as torchvision's metadata does."
+            shown = ", ".join(f"{t:g}" for t in accepted)
+            return (f"{what}: top1 for {name} is {top1!r}; expected ImageNet top-1 accuracy in % "
+                    f"from torchvision's weights metadata or the lesson's table ({shown}).{why}")
+        ratio, want = float(row["top1_per_mparam"]), top1 / (params / 1e6)
+        if not _near(ratio, want, 1e-3):
+            why = ""
+            if _near(ratio, top1 / params, 1e-3):
+                why = ": that is per parameter, not per million parameters"
+            return (f"{what}: top1_per_mparam for {name} is {ratio!r}; expected top1 / (params / "
+                    f"1e6) = {want:.4g}{why}.")
+    return None
+
+
+@register("ex4_efficiency_table", "efficiency_table(names, input_size=224) -> list[dict]",
+          ("rows",))
+def check_efficiency_table(obj: object, rows: object = None) -> str:
+    expect_function(obj, "efficiency_table", TABLE)
+    names = list(NAMES)
+    what = f"efficiency_table({names})"
+    if rows is None:
+        rows = call(what, obj, list(names))
+    else:
+        what = "the rows you passed (rows=...)"
+    problem = _row_problems(rows, names, 224, what)
+    if problem:
+        fail(problem)
+    probe_what = f"efficiency_table([{PROBE_NAME!r}], input_size={PROBE_SIZE})"
+    probe_rows = call(probe_what, obj, [PROBE_NAME], input_size=PROBE_SIZE)
+    problem = _row_problems(probe_rows, [PROBE_NAME], PROBE_SIZE, probe_what)
+    if problem:
+        fail(problem)
+    return (f"✓ efficiency_table: exact params, MACs within 2 % of the exact count or thop's, "
+            f"ImageNet top-1 and top-1 per million params for {', '.join(names)}, and for "
+            f"{PROBE_NAME} at input_size={PROBE_SIZE}.")
+
+
+# --- best_accuracy_per_parameter ----------------------------------------------------------------
+
+
+def _row(name: str, params: int | None = None, top1: float | None = None) -> dict:
+    params = reference_params(name) if params is None else params
+    top1 = default_top1(name) if top1 is None else top1
+    return {"name": name, "params": params, "macs": exact_macs(name, 224), "top1": top1,
+            "top1_per_mparam": top1 / (params / 1e6)}
+
+
+def _cases() -> list[tuple[str, list[dict]]]:
+    real = [_row(name) for name in NAMES]
+    return [
+        ("the real table", real),
+        ("the same rows in another order", [real[2], real[0], real[1]]),
+        ("rows where resnet50 has only 1,000,000 parameters", [
+            real[0], _row("resnet50", params=1_000_000), real[2]]),
+        ("rows for alexnet, mobilenet_v2 and resnet18", [
+            _row("alexnet"), _row("resnet18"), _row("mobilenet_v2")]),
+    ]
+
+
+def _best_problem(value: object, rows: list[dict], label: str, usual: str) -> str | None:
+    best = max(rows, key=lambda r: r["top1"] / r["params"])["name"]
+    if isinstance(value, dict) and value.get("name") == best:
+        return f"for {label} it returned the whole row; return the model's name (row['name'])."
+    if value == best:
+        return None
+    if not isinstance(value, str):
+        return f"for {label} it returned {describe(value)}; expected the name {best!r}."
+    names = {r["name"] for r in rows}
+    if value == usual:
+        why = (f"it returns {usual!r} whatever the rows say; compute the answer from the rows "
+               "(top1 / params for each row, then the largest)")
+    elif value not in names:
+        why = f"{value!r} is not one of the rows ({sorted(names)}); compute the answer from the rows"
+    elif value == min(rows, key=lambda r: r["top1"] / r["params"])["name"]:
+        why = "that is the worst ratio (min instead of max)"
+    elif value == max(rows, key=lambda r: r["top1"])["name"]:
+        why = "that has the highest top-1, not the highest top-1 per parameter"
+    elif value == min(rows, key=lambda r: r["params"])["name"]:
+        why = "that has the fewest parameters, not the best accuracy per parameter"
+    else:
+        why = "compute top1 / params (or use top1_per_mparam) for every row and take the largest"
+    return f"for {label} it returned {value!r}; expected {best!r}: {why}."
+
+
+@register("ex4_best", "best_accuracy_per_parameter(rows) -> str")
+def check_best(obj: object) -> str:
+    expect_function(obj, "best_accuracy_per_parameter", BEST)
+    for label, rows in _cases():
+        snapshot = copy.deepcopy(rows)
+        value = call(f"best_accuracy_per_parameter(rows) for {label}", obj, rows)
+        if rows != snapshot:
+            fail(f"best_accuracy_per_parameter(rows) changed the rows it was given ({label}); "
+                 "it should only read them.")
+        problem = _best_problem(value, rows, label, usual="efficientnet_b0")
+        if problem:
+            fail(f"best_accuracy_per_parameter(rows): {problem}")
+    return ("✓ best_accuracy_per_parameter picks the row with the highest top-1 per parameter "
+            "(efficientnet_b0 on the real table) and follows the data on 3 modified tables.")

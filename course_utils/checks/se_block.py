@@ -1,0 +1,87 @@
+"""``check("se_block", SEBlock)``: the lesson-04 Squeeze-and-Excitation block.
+
+Expected: ``class SEBlock(nn.Module)`` with ``__init__(self, channels, reduction=16)``:
+global average pool, channels → channels // reduction → channels with a ReLU between and a
+sigmoid gate, then the input scaled per channel. Judged against
+``torchvision.ops.SqueezeExcitation(channels, channels // reduction)`` (ReLU, Sigmoid);
+``nn.Linear`` or 1×1 ``nn.Conv2d`` excitation layers both fit.
+"""
+
+from __future__ import annotations
+
+from . import _ops
+from ._behaviour import (
+    Subject,
+    bias_notes,
+    check_gradient,
+    compare_module,
+    failure_message,
+    probe,
+)
+from ._calls import call, call_str, expect_class, fail, instance_of, n, shape_str
+from ._cheating import reject_reference
+from ._mistakes import se_params, se_variants
+from ._registry import register
+from ._weights import count_params, units_of
+
+# (channels, reduction, spatial size); reduction None = the default (16). 64 channels on 8×8
+# lets "pooling over channels" (64 = 8·8 values) run and be recognised.
+CONFIGS = ((64, 16, 8), (32, 4, 6), (48, 16, 5), (96, None, 4))
+BATCH = 3
+SIGNATURE = "class SEBlock(nn.Module) with __init__(self, channels, reduction=16)"
+FORWARD = ("s = mean of x over height and width (one value per channel); s = sigmoid(fc2(relu("
+           "fc1(s)))) with fc1: channels → channels // reduction and fc2 back to channels; "
+           "return x * s (s reshaped to (batch, channels, 1, 1)).")
+REFERENCE = "torchvision's SqueezeExcitation"
+
+
+def verify_se(subject: Subject, channels: int, reduction: int, seed: int = 0) -> list[str]:
+    x_shape = _ops.shape(subject.x)
+    out = probe(subject, None, cheat_name="SEBlock")
+    variants = se_variants(channels, reduction, units_of(subject.module))
+    verdict = compare_module(subject, variants, seed)
+    found = verdict.match
+    detail = f"{REFERENCE}({channels}, {channels // reduction})"
+    expected_params = se_params(channels, reduction)
+    if found is not None and found.variant.key == "correct" and _ops.shape(out) != x_shape:
+        found = None
+    if found is None and _ops.shape(out) != x_shape:
+        fail(f"{subject.what} returned shape {shape_str(_ops.shape(out))}; expected "
+             f"{shape_str(x_shape)} (the input's shape: SE rescales channels, it doesn't "
+             "change the shape).")
+    if found is None or found.variant.key != "correct":
+        fail(failure_message(subject, verdict, REFERENCE, detail, expected_params,
+                             f"Expected: {FORWARD}"))
+    if found.unused:
+        layers = ", ".join(f"`{u.name}` {u.layer_str()}" for u in found.unused)
+        fail(f"{subject.call} computes what {REFERENCE} computes, but has layers its forward "
+             f"never uses: {layers}. Expected {n(expected_params)} parameters like {detail}; "
+             f"yours has {n(count_params(subject.module))}.")
+    return bias_notes(found.notes, REFERENCE)
+
+
+@register("se_block", "SEBlock(channels, reduction=16)", ("configs",))
+def check_se_block(obj: object, configs: tuple = CONFIGS) -> str:
+    expect_class(obj, "SEBlock", SIGNATURE)
+    reject_reference(obj, "SEBlock")
+    g = _ops.generator(0)
+    notes: list[str] = []
+    for config in configs:
+        channels, reduction = config[0], config[1]
+        size = config[2] if len(config) > 2 else 6
+        args = (channels,) if reduction is None else (channels, reduction)
+        ctor = call_str("SEBlock", *args)
+        hint = f"Expected: {SIGNATURE}."
+        module = call(ctor, obj, *args,
+                      hint=lambda e, h=hint: h if isinstance(e, TypeError) else "")
+        instance_of(module, ctor)
+        reject_reference(module, "SEBlock")
+        x = _ops.randn((BATCH, channels, size, size), generator=g)
+        subject = Subject(module, x, f"{ctor}(x)", "SEBlock")
+        subject_notes = verify_se(subject, channels, 16 if reduction is None else reduction)
+        notes = notes or subject_notes  # the same remark in every configuration: say it once
+        check_gradient(subject)
+    line = (f"✓ SEBlock matches {REFERENCE} (avg pool → channels // reduction → ReLU → channels "
+            f"→ sigmoid, x scaled per channel) in {len(configs)} configurations, including the "
+            "default reduction=16; gradients reach the input.")
+    return "\n".join([line, *notes])
