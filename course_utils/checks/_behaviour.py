@@ -216,10 +216,10 @@ def structure_diff(slots: tuple[Slot, ...], units: list[Unit]) -> str:
             group = [u for u in units if u.kind != "other" and _key(u.kind, u.shape) == key]
             names = ", ".join(f"`{u.name}`" for u in group)
             parts.append(f"{extra} extra {group[0].layer_str()} ({names})")
-    others = [u for u in units if u.kind == "other"]
+    others = [f"`{u.name + '.' if u.name else ''}{key}`" for u in units if u.kind == "other"
+              for key, value in u.module.named_parameters(recurse=False)]
     if others:
-        parts.append("parameters the checker can't map to a layer: "
-                     + ", ".join(f"`{u.name}` ({type(u.module).__name__})" for u in others)
+        parts.append("parameters the checker can't map to a layer: " + ", ".join(others)
                      + " — use nn.Conv2d / nn.BatchNorm2d / nn.Linear layers")
     return "; ".join(parts)
 

@@ -130,9 +130,9 @@ def exception_str(exc: BaseException) -> str:
 
 def not_implemented_message(what: str, exc: BaseException) -> str:
     frame = student_frame(exc)
-    func = f"`{frame[2]}`" if frame else "it"
+    func = f"`{frame[2]}`" if frame else "your code"
     return (
-        f"{what} is not implemented yet: {func} still raises NotImplementedError. "
+        f"Not implemented yet: {func} still raises NotImplementedError (while running {what}). "
         "Replace `raise NotImplementedError()` with your code and run that cell again."
     )
 

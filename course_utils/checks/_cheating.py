@@ -27,12 +27,14 @@ _TV_MODELS_DIR = os.path.join(_TV_DIR, "models") + os.sep
 _TV_MISC = os.path.join(_TV_DIR, "ops", "misc.py")
 
 
-def _forbidden_class(klass: type) -> bool:
-    """torchvision's model classes (BasicBlock, Bottleneck, ResNet, ...) and SE."""
-    module = getattr(klass, "__module__", "") or ""
-    return module.startswith("torchvision.models") or (
-        isinstance(klass, type) and issubclass(klass, SqueezeExcitation)
-    )
+def _forbidden_base(klass: type) -> type | None:
+    """The torchvision model class (BasicBlock, Bottleneck, ResNet, ...) or SqueezeExcitation
+    that ``klass`` is or derives from, if any."""
+    for base in getattr(klass, "__mro__", ()):
+        module = getattr(base, "__module__", "") or ""
+        if module.startswith("torchvision.models") or base is SqueezeExcitation:
+            return base
+    return None
 
 
 def _forbidden_code(filename: str, qualname: str) -> bool:
@@ -52,11 +54,11 @@ def _why(what: str) -> str:
 def reject_reference(obj: Any, what: str) -> None:
     """Fail if ``obj`` (a class or a module) is, subclasses, reuses or contains torchvision's."""
     klass = obj if inspect.isclass(obj) else type(obj)
-    for base in klass.__mro__:
-        if _forbidden_class(base):
-            name = f"{base.__module__}.{base.__qualname__}"
-            relation = "is" if base is klass else "subclasses"
-            fail(f"Your {what} {relation} {name}.{_why(what)}")
+    base = _forbidden_base(klass)
+    if base is not None:
+        name = f"{base.__module__}.{base.__qualname__}"
+        relation = "is" if base is klass else "subclasses"
+        fail(f"Your {what} {relation} {name}.{_why(what)}")
     for base in klass.__mro__:
         if base.__module__.startswith("torch"):
             continue
@@ -67,11 +69,10 @@ def reject_reference(obj: Any, what: str) -> None:
                 fail(f"Your {what}'s `{attr}` is torchvision's {code.co_qualname}.{_why(what)}")
     if isinstance(obj, nn.Module):
         for name, sub in obj.named_modules():
-            if sub is not obj and _forbidden_class(type(sub)):
-                fail(
-                    f"Your {what} contains torchvision's {type(sub).__qualname__} "
-                    f"(`{name}`).{_why(what)}"
-                )
+            base = _forbidden_base(type(sub))
+            if sub is not obj and base is not None:
+                fail(f"Your {what} contains torchvision's {base.__qualname__} (`{name}`)."
+                     + _why(what))
 
 
 class Watch:
@@ -85,8 +86,9 @@ class Watch:
 
     def _pre_hook(self, module: nn.Module, args: Any) -> None:
         self.order.setdefault(id(module), len(self.order))
-        if self._check and _forbidden_class(type(module)):
-            self.forbidden.append(type(module).__qualname__)
+        base = _forbidden_base(type(module)) if self._check else None
+        if base is not None:
+            self.forbidden.append(base.__qualname__)
 
     def _profile(self, frame: Any, event: str, arg: Any) -> None:
         if event == "call":
