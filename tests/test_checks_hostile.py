@@ -180,6 +180,10 @@ def test_check_itself_cannot_be_replaced():
         course_utils.checks.check = lambda *a, **k: None
     with pytest.raises(AttributeError, match="can't be deleted"):
         del course_utils.checks.check
+    with pytest.raises(AttributeError, match="can't be replaced"):
+        course_utils.checks._ops.close = lambda *a, **k: True
+    with pytest.raises(AttributeError, match="can't be replaced"):
+        course_utils.checks._behaviour.compare_module = lambda *a, **k: None
     from course_utils.checks import check as reimported
 
     assert reimported is check

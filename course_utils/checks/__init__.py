@@ -37,14 +37,15 @@ Defended (tests/test_checks_hostile.py):
   ``TorchFunctionMode``/``TorchDispatchMode``, is detected and the check fails asking to
   restart the kernel;
 - ``course_utils.checks.check = lambda *a, **k: None`` (and ``del``) raises
-  ``AttributeError``: this module refuses to rebind ``check``, so the test cell's
-  ``from course_utils.checks import check`` gets the real one;
+  ``AttributeError``, and so does rebinding anything in the checker's own modules
+  (``course_utils.checks._ops.close = ...``): they are frozen once loaded, so the test cell's
+  ``from course_utils.checks import check`` gets the real, unpatched checker;
 - the student's global random state is saved and restored around every check.
 
 Not defended in-process (Python can't sandbox code running in the same interpreter):
-writing ``course_utils.checks.__dict__["check"]`` directly, replacing
-``sys.modules["course_utils.checks"]``, patching the checker's private modules, registering
-aten kernels with ``torch.library``, patching Python builtins, or editing files on disk. The
+writing a module's ``__dict__`` directly or via ``types.ModuleType.__setattr__``, replacing
+``sys.modules["course_utils.checks"]`` before the test cell imports it, registering aten
+kernels with ``torch.library``, patching Python builtins, ctypes, or editing files on disk. The
 instructor's grading (``course_utils.grading``) therefore runs every submission in a fresh,
 isolated process with a read-only copy of the checker.
 """
@@ -116,20 +117,22 @@ class _session:  # noqa: N801
         _ops.set_grad_enabled(self._grad)
 
 
-class _ProtectedModule(types.ModuleType):
-    """``course_utils.checks`` with ``check`` that notebook code can't rebind or delete."""
+class _FrozenModule(types.ModuleType):
+    """A checker module whose attributes notebook code can't rebind or delete."""
 
     def __setattr__(self, attr: str, value: Any) -> None:
-        if attr == "check" and "check" in self.__dict__:
-            raise AttributeError("course_utils.checks.check can't be replaced")
+        if not attr.startswith("__"):
+            raise AttributeError(f"{self.__name__}.{attr} is part of the checker and can't be "
+                                 "replaced")
         super().__setattr__(attr, value)
 
     def __delattr__(self, attr: str) -> None:
-        if attr == "check":
-            raise AttributeError("course_utils.checks.check can't be deleted")
-        super().__delattr__(attr)
+        raise AttributeError(f"{self.__name__}.{attr} is part of the checker and can't be deleted")
 
 
-sys.modules[__name__].__class__ = _ProtectedModule
+# Every checker module is loaded by now; freeze them all (see "What the checker defends").
+for _name, _module in list(sys.modules.items()):
+    if _name == __name__ or _name.startswith(__name__ + "."):
+        _module.__class__ = _FrozenModule
 
 __all__ = ["available_checks", "check"]

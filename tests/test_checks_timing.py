@@ -1,0 +1,33 @@
+"""Each check answers within its budget on CPU: < 1 s (Exercise 4: < 15 s).
+
+Timed on the corpus's correct solutions, which is where a check does the most work (a
+failing check stops at the first problem). The best of three runs is taken, so that a busy
+machine (other tests in parallel) doesn't make the measurement flaky.
+"""
+
+import contextlib
+import io
+import time
+
+import pytest
+from checks_corpus import SOLUTIONS
+
+from course_utils.checks import check
+
+BUDGET = {name: 1.0 for name in SOLUTIONS} | {"ex4_efficiency_table": 15.0}
+
+
+def best_time(name: str, runs: int) -> float:
+    times = []
+    for _ in range(runs):
+        with contextlib.redirect_stdout(io.StringIO()):
+            start = time.perf_counter()
+            check(name, SOLUTIONS[name])
+            times.append(time.perf_counter() - start)
+    return min(times)
+
+
+@pytest.mark.parametrize("name", sorted(SOLUTIONS))
+def test_check_is_within_budget(name):
+    runs = 1 if name == "ex4_efficiency_table" else 3
+    assert best_time(name, runs) < BUDGET[name]
