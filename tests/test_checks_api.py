@@ -39,6 +39,10 @@ def test_unknown_option_and_missing_object():
         check("basic_block", BasicBlock, depth=3)
     with pytest.raises(TypeError, match="pass the object to check"):
         check("basic_block")
+    with pytest.raises(ValueError, match="in_channels, out_channels, stride"):
+        check("basic_block", BasicBlock, configs=[(3, 8)])
+    with pytest.raises(ValueError, match="channels, reduction"):
+        check("se_block", SEBlock, configs=[(8, 16)])
 
 
 @pytest.mark.parametrize("name", sorted(API_NAMES))

@@ -12,6 +12,19 @@ function) by behaviour against a trusted reference:
   "not implemented yet" message; an unknown ``name`` raises ``ValueError`` listing the valid
   names, an unknown option raises ``TypeError``.
 
+Names (``available_checks()`` lists them with the API each expects): ``basic_block``
+(``BasicBlock(in_channels, out_channels, stride=1)``; option ``configs``), ``se_block``
+(``SEBlock(channels, reduction=16)``; option ``configs``), ``ex1_plain_cnn``
+(``PlainCNN(depth=6)``), ``ex1_cifar_resnet`` (``CifarResNet(num_blocks=6)``),
+``ex1_grad_norm`` (``first_layer_grad_norm(model, images, labels) -> float``),
+``ex2_small_resnet`` (``SmallResNet(in_channels=1, num_classes=10)``),
+``ex2_count_parameters`` (``count_parameters(model) -> int``), ``ex3_se_net``
+(``CIFAR10NetSE()``), ``ex4_efficiency_table`` (``efficiency_table(names, input_size=224)``;
+option ``rows``: the table already computed in the notebook), ``ex4_best``
+(``best_accuracy_per_parameter(rows) -> str``), ``ex5_lenet_style`` / ``ex5_vgg_style`` /
+``ex5_resnet_style`` (``LeNetStyle()``, ``VGGStyle()``, ``ResNetStyle()``) and ``ex5_plot``
+(``plot_learning_curves(histories) -> Figure``).
+
 Why a conv bias right before BatchNorm is only a note: in train mode BatchNorm subtracts the
 per-channel batch mean, which removes a per-channel constant exactly (the bias's gradient is
 zero, so it never learns); in eval mode the running mean, learned from those same batches,
@@ -73,6 +86,7 @@ def available_checks() -> dict[str, str]:
 
 def check(name: str, obj: Any = _MISSING, **options: Any) -> None:
     """Check a graded item; print a ✓ line or raise AssertionError saying what is wrong."""
+    __tracebackhide__ = True  # IPython and pytest show the message, not the checker's frames
     entry = REGISTRY.get(name) if isinstance(name, str) else None
     if entry is None:
         names = ", ".join(sorted(REGISTRY))
@@ -97,7 +111,7 @@ def check(name: str, obj: Any = _MISSING, **options: Any) -> None:
         except CheckFailure as exc:
             message = str(exc)
     if message is not None:
-        raise AssertionError(message)  # raised outside the except: no chained traceback
+        raise AssertionError(message)  # outside the except: no chained traceback
     print(summary)
 
 

@@ -93,6 +93,10 @@ def verify_block(subject: Subject, cin: int, cout: int, stride: int, seed: int =
 
 @register("basic_block", "BasicBlock(in_channels, out_channels, stride=1)", ("configs",))
 def check_basic_block(obj: object, configs: tuple[tuple[int, int, int], ...] = CONFIGS) -> str:
+    if not configs or not all(isinstance(c, tuple | list) and len(c) == 3 and
+                              all(isinstance(v, int) and v > 0 for v in c) for c in configs):
+        raise ValueError("configs must be a list of (in_channels, out_channels, stride) tuples "
+                         f"of positive ints, got {configs!r}")
     expect_class(obj, "BasicBlock", SIGNATURE)
     reject_reference(obj, "BasicBlock")
     g = _ops.generator(0)

@@ -62,6 +62,12 @@ def verify_se(subject: Subject, channels: int, reduction: int, seed: int = 0) ->
 
 @register("se_block", "SEBlock(channels, reduction=16)", ("configs",))
 def check_se_block(obj: object, configs: tuple = CONFIGS) -> str:
+    if not configs or not all(
+            isinstance(c, tuple | list) and len(c) in (2, 3) and isinstance(c[0], int)
+            and (c[1] is None or (isinstance(c[1], int) and 0 < c[1] <= c[0])) for c in configs):
+        raise ValueError("configs must be a list of (channels, reduction) or (channels, "
+                         "reduction, size) tuples with reduction <= channels (None: the default),"
+                         f" got {configs!r}")
     expect_class(obj, "SEBlock", SIGNATURE)
     reject_reference(obj, "SEBlock")
     g = _ops.generator(0)
