@@ -212,3 +212,18 @@ class UsesFunctional(nn.Module):
 def test_unmappable_parameters_are_explained():
     text = message("basic_block", UsesFunctional)
     assert "parameters the checker can't map to a layer: `w`" in text
+
+
+def test_check_runs_under_a_profiler_and_gives_it_back(capsys):
+    import cProfile
+    import sys
+
+    profiler = cProfile.Profile()
+    profiler.enable()
+    try:
+        check("basic_block", BasicBlock)
+        still_profiling = sys.getprofile() is not None
+    finally:
+        profiler.disable()
+    assert still_profiling
+    assert capsys.readouterr().out.startswith("✓")

@@ -75,6 +75,17 @@ def reject_reference(obj: Any, what: str) -> None:
                      + _why(what))
 
 
+def _restore_profiler(previous: Any) -> None:
+    """Put back whatever profiler ran before (cProfile's is an object, not a function)."""
+    try:
+        sys.setprofile(previous)
+    except TypeError:
+        sys.setprofile(None)
+        enable = getattr(previous, "enable", None)
+        if callable(enable):
+            enable()
+
+
 class Watch:
     """Context manager: record module execution order and calls into torchvision's code."""
 
@@ -106,7 +117,7 @@ class Watch:
     def __exit__(self, *exc: object) -> None:
         tampered = self._check and sys.getprofile() is not self._hook
         if self._check:
-            sys.setprofile(self._previous)
+            _restore_profiler(self._previous)
         self._handle.remove()
         if tampered and exc[0] is None:
             fail("Your code changed sys.setprofile while the checker was running it.")
