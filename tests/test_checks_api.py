@@ -227,3 +227,18 @@ def test_check_runs_under_a_profiler_and_gives_it_back(capsys):
         profiler.disable()
     assert still_profiling
     assert capsys.readouterr().out.startswith("✓")
+
+
+def test_a_bug_in_the_checker_is_reported_as_such():
+    from course_utils.checks._registry import REGISTRY, register
+
+    @register("_broken_for_test", "anything")
+    def broken(obj):
+        return {}["missing"]
+
+    try:
+        text = message("_broken_for_test", object())
+    finally:
+        del REGISTRY["_broken_for_test"]
+    assert "could not judge '_broken_for_test'" in text and "KeyError: 'missing'" in text
+    assert "bug in the checker" in text

@@ -73,7 +73,7 @@ import torch
 
 # Importing the check modules registers them.
 from . import _ops, basic_block, ex1, ex2, ex3, ex4, ex5, se_block  # noqa: E402,F401,I001
-from ._calls import CheckFailure
+from ._calls import CheckFailure, UsageError, exception_str
 from ._registry import REGISTRY
 
 _MISSING = object()
@@ -110,9 +110,23 @@ def check(name: str, obj: Any = _MISSING, **options: Any) -> None:
                 summary = entry.func(obj, **options)
         except CheckFailure as exc:
             message = str(exc)
+        except UsageError:
+            raise
+        except Exception as exc:  # a bug in the checker: say so instead of a raw traceback
+            message = _internal_error(name, exc)
     if message is not None:
         raise AssertionError(message)  # outside the except: no chained traceback
     print(summary)
+
+
+def _internal_error(name: str, exc: Exception) -> str:
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    where = f" at {tb.tb_frame.f_code.co_filename}:{tb.tb_lineno}" if tb is not None else ""
+    return (f"The checker could not judge {name!r}: it failed itself with "
+            f"{exception_str(exc)}{where}. This is a bug in the checker, not necessarily in "
+            "your code; please tell the course staff (and include this message).")
 
 
 class _session:  # noqa: N801

@@ -26,6 +26,10 @@ class CheckFailure(AssertionError):
     """A verdict: the student's object is wrong (the message says why)."""
 
 
+class UsageError(ValueError):
+    """check() was called wrongly by the notebook's author (a bad option value)."""
+
+
 def fail(message: str) -> NoReturn:
     raise CheckFailure(message)
 

@@ -17,7 +17,7 @@ from ._behaviour import (
     failure_message,
     probe,
 )
-from ._calls import call, call_str, expect_class, fail, instance_of, n
+from ._calls import UsageError, call, call_str, expect_class, fail, instance_of, n
 from ._cheating import reject_reference
 from ._mistakes import basic_block_params, basic_block_variants
 from ._registry import register
@@ -95,7 +95,7 @@ def verify_block(subject: Subject, cin: int, cout: int, stride: int, seed: int =
 def check_basic_block(obj: object, configs: tuple[tuple[int, int, int], ...] = CONFIGS) -> str:
     if not configs or not all(isinstance(c, tuple | list) and len(c) == 3 and
                               all(isinstance(v, int) and v > 0 for v in c) for c in configs):
-        raise ValueError("configs must be a list of (in_channels, out_channels, stride) tuples "
+        raise UsageError("configs must be a list of (in_channels, out_channels, stride) tuples "
                          f"of positive ints, got {configs!r}")
     expect_class(obj, "BasicBlock", SIGNATURE)
     reject_reference(obj, "BasicBlock")

@@ -18,7 +18,7 @@ from ._behaviour import (
     failure_message,
     probe,
 )
-from ._calls import call, call_str, expect_class, fail, instance_of, n, shape_str
+from ._calls import UsageError, call, call_str, expect_class, fail, instance_of, n, shape_str
 from ._cheating import reject_reference
 from ._mistakes import se_params, se_variants
 from ._registry import register
@@ -65,7 +65,7 @@ def check_se_block(obj: object, configs: tuple = CONFIGS) -> str:
     if not configs or not all(
             isinstance(c, tuple | list) and len(c) in (2, 3) and isinstance(c[0], int)
             and (c[1] is None or (isinstance(c[1], int) and 0 < c[1] <= c[0])) for c in configs):
-        raise ValueError("configs must be a list of (channels, reduction) or (channels, "
+        raise UsageError("configs must be a list of (channels, reduction) or (channels, "
                          "reduction, size) tuples with reduction <= channels (None: the default),"
                          f" got {configs!r}")
     expect_class(obj, "SEBlock", SIGNATURE)
