@@ -121,6 +121,8 @@ def _row_problems(rows: object, names: list[str], size: int, what: str) -> str |
         missing = [k for k in KEYS if k not in row]
         if missing:
             return f"{what}: a row has no {', '.join(repr(k) for k in missing)} key ({row!r})."
+        if not isinstance(row["name"], str):
+            return f"{what}: a row's name is {describe(row['name'])}; expected the model's name."
         by_name[row["name"]] = row
     if sorted(map(str, by_name)) != sorted(names) or len(rows) != len(names):
         return f"{what} gave rows for {[r['name'] for r in rows]}; expected one row per name: {names}."
