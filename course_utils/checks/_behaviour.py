@@ -59,7 +59,6 @@ class Subject:
     module: nn.Module
     x: Tensor
     call: str                       # e.g. "BasicBlock(64, 128, stride=2)(x)"
-    name: str                       # e.g. "BasicBlock"
     order: list[int] = field(default_factory=list)
 
     @property

@@ -107,7 +107,7 @@ def check_basic_block(obj: object, configs: tuple[tuple[int, int, int], ...] = C
         instance_of(module, ctor)
         reject_reference(module, "BasicBlock")
         x = _ops.randn((BATCH, cin, SIZE, SIZE), generator=g)
-        subject = Subject(module, x, f"{ctor}(x)", "BasicBlock")
+        subject = Subject(module, x, f"{ctor}(x)")
         subject_notes = verify_block(subject, cin, cout, stride)
         notes = notes or subject_notes  # the same remark in every configuration: say it once
         check_gradient(subject)

@@ -49,7 +49,7 @@ def check_small_resnet(obj: object) -> str:
             label = f"{ctor}'s block `{block.name}` ({cin} → {cout} channels, {h}×{h} → {h_out}×{h_out})"
             if stride is None or len(block.out_shape) != 4:
                 fail(f"{label} doesn't keep or downsample the map like a BasicBlock.")
-            subject = Subject(copy.deepcopy(block.module), block.x, f"{label}(x)", "BasicBlock")
+            subject = Subject(copy.deepcopy(block.module), block.x, f"{label}(x)")
             verify_block(subject, cin, cout, stride)
         if not kwargs:
             check_all_used(model, x, what)

@@ -17,6 +17,7 @@ from ._behaviour import (
     TOLERANCE,
     Subject,
     Variant,
+    Verdict,
     bias_notes,
     failure_message,
     match,
@@ -102,7 +103,7 @@ def check_se_net(obj: object) -> str:
     model = build(obj, "CIFAR10NetSE", hint=f"Expected: {SIGNATURE}.")
     reject_reference(model, "CIFAR10NetSE")
     x = _ops.randn((4, 3, 32, 32), generator=_ops.generator(0))
-    subject = Subject(model, x, "CIFAR10NetSE()(x)", "CIFAR10NetSE")
+    subject = Subject(model, x, "CIFAR10NetSE()(x)")
     probe(subject, (4, 10), cheat_name="CIFAR10NetSE",
           shape_hint=lambda got, want: "One logit per class for each image.")
     accepted, mistakes = variants(units_of(model))
@@ -119,8 +120,6 @@ def check_se_net(obj: object) -> str:
             found = match(subject, variant, seed=1)
             if found is not None:
                 break
-        from ._behaviour import Verdict
-
         verdict = Verdict(accepted[0], found, {k: v for k, v in diffs.items() if v > TOLERANCE}
                           or diffs)
         fail(failure_message(subject, verdict, "CIFAR10Net with SE on its second conv layer",

@@ -83,7 +83,7 @@ def check_se_block(obj: object, configs: tuple = CONFIGS) -> str:
         instance_of(module, ctor)
         reject_reference(module, "SEBlock")
         x = _ops.randn((BATCH, channels, size, size), generator=g)
-        subject = Subject(module, x, f"{ctor}(x)", "SEBlock")
+        subject = Subject(module, x, f"{ctor}(x)")
         subject_notes = verify_se(subject, channels, 16 if reduction is None else reduction)
         notes = notes or subject_notes  # the same remark in every configuration: say it once
         check_gradient(subject)
