@@ -1,0 +1,41 @@
+"""Reference models shared between lessons.
+
+CIFAR10Net is the small CNN built in lesson 01; lesson 04's Exercise 3 adds a
+squeeze-and-excitation block to its second conv layer, and the checker compares against it.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class CIFAR10Net(nn.Module):
+    """Three conv blocks (conv3x3 -> BN -> ReLU -> 2x2 max-pool) and a two-layer classifier.
+
+    The convolutions have no bias: the BatchNorm right after them has its own shift.
+    Input 3x32x32 -> 32x16x16 -> 64x8x8 -> 128x4x4 -> num_classes logits.
+    """
+
+    def __init__(self, num_classes: int = 10):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 32, kernel_size=3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(32)
+        self.conv2 = nn.Conv2d(32, 64, kernel_size=3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(64)
+        self.conv3 = nn.Conv2d(64, 128, kernel_size=3, padding=1, bias=False)
+        self.bn3 = nn.BatchNorm2d(128)
+        self.pool = nn.MaxPool2d(2)
+        self.classifier = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(128 * 4 * 4, 256),
+            nn.ReLU(inplace=True),
+            nn.Dropout(0.3),
+            nn.Linear(256, num_classes),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.pool(torch.relu(self.bn1(self.conv1(x))))
+        x = self.pool(torch.relu(self.bn2(self.conv2(x))))
+        x = self.pool(torch.relu(self.bn3(self.conv3(x))))
+        return self.classifier(x)

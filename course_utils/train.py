@@ -1,0 +1,201 @@
+"""The training loop every lesson uses: fit() and evaluate(), returning a plottable History.
+
+Faster than the textbook loop without being harder to read: losses and accuracies are summed
+on the device and read once per epoch (no `.item()` sync per batch), and on CUDA it uses
+automatic mixed precision and channels-last memory format. In GRADE mode it stops each epoch
+after a few steps, so autograding a notebook takes seconds.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from .device import get_device
+from .mode import Mode, get_mode, loader_settings
+
+
+@dataclass
+class History:
+    """Per-epoch metrics of one training run (accuracies in [0, 1])."""
+
+    name: str = "model"
+    train_loss: list[float] = field(default_factory=list)
+    train_acc: list[float] = field(default_factory=list)
+    test_loss: list[float] = field(default_factory=list)
+    test_acc: list[float] = field(default_factory=list)
+    seconds: list[float] = field(default_factory=list)
+    grad_norms: list[float] = field(default_factory=list)  # per step, when tracked
+
+    @property
+    def epochs(self) -> int:
+        return len(self.train_loss)
+
+    def __str__(self) -> str:
+        if not self.epochs:
+            return f"{self.name}: not trained yet"
+        text = (f"{self.name}: {self.epochs} epoch(s), train loss {self.train_loss[-1]:.3f}, "
+                f"train acc {self.train_acc[-1]:.1%}")
+        if self.test_acc:
+            text += f", test acc {self.test_acc[-1]:.1%}"
+        return text + f", {sum(self.seconds):.1f} s"
+
+
+def _batch_to(batch, device: torch.device, channels_last: bool):
+    if not isinstance(batch, (list, tuple)) or len(batch) < 2:
+        raise TypeError("each batch must be (images, labels, ...) — got "
+                        f"{type(batch).__name__}")
+    images, labels = batch[0], batch[1]
+    images = images.to(device, non_blocking=True)
+    if channels_last and images.dim() == 4:
+        images = images.contiguous(memory_format=torch.channels_last)
+    return images, labels.to(device, non_blocking=True)
+
+
+def _autocast(device: torch.device, amp: bool):
+    if not amp or device.type != "cuda":
+        return nullcontext()
+    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.autocast("cuda", dtype=dtype)
+
+
+def _grad_source(model: nn.Module, track) -> Callable[[], torch.Tensor | None]:
+    if callable(track):
+        return lambda: track(model).grad
+    params = dict(model.named_parameters())
+    if track not in params:
+        names = ", ".join(list(params)[:6])
+        raise ValueError(f"track_grad_norm={track!r} is not a parameter of the model "
+                         f"(its first parameters are: {names}, ...)")
+    return lambda: params[track].grad
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader, device: torch.device | None = None,
+             loss_fn: nn.Module | None = None, max_steps: int | None = None) -> tuple[float, float]:
+    """Mean loss and accuracy of `model` on `loader`."""
+    device = device or next(model.parameters()).device
+    loss_fn = loss_fn or nn.CrossEntropyLoss()
+    was_training = model.training
+    model.eval()
+    total_loss = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device, dtype=torch.long)
+    seen = 0
+    for step, batch in enumerate(loader):
+        if max_steps is not None and step >= max_steps:
+            break
+        images, labels = _batch_to(batch, device, channels_last=False)
+        logits = model(images)
+        total_loss += loss_fn(logits.float(), labels) * len(labels)
+        correct += (logits.argmax(1) == labels).sum()
+        seen += len(labels)
+    model.train(was_training)
+    if seen == 0:
+        raise ValueError("the evaluation loader yielded no batches")
+    return total_loss.item() / seen, correct.item() / seen
+
+
+def fit(model: nn.Module, train_loader, test_loader=None, epochs: int = 1,
+        optimizer: torch.optim.Optimizer | None = None, lr: float = 1e-3,
+        loss_fn: nn.Module | None = None, device: torch.device | None = None,
+        scheduler=None, scheduler_per_step: bool = False, grad_clip: float | None = None,
+        track_grad_norm: str | Callable | None = None, max_steps_per_epoch: int | None = None,
+        progress: bool | None = None, name: str | None = None, amp: bool = True,
+        channels_last: bool | None = None, mode: Mode | str | None = None) -> History:
+    """Train `model` and return its History.
+
+    optimizer defaults to Adam(lr). `scheduler` steps once per epoch (or per batch with
+    `scheduler_per_step=True`). `track_grad_norm` names a parameter (e.g. "conv1.weight") whose
+    gradient L2 norm is recorded every step. `max_steps_per_epoch` defaults to the mode's cap.
+    """
+    if epochs < 0:
+        raise ValueError(f"epochs must be >= 0, not {epochs}")
+    current = get_mode(mode)
+    device = device or get_device(verbose=False)
+    channels_last = device.type == "cuda" if channels_last is None else channels_last
+    if max_steps_per_epoch is None:
+        max_steps_per_epoch = loader_settings(current).max_steps_per_epoch
+    progress = current is not Mode.GRADE if progress is None else progress
+    model.to(device)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    optimizer = optimizer or torch.optim.Adam(model.parameters(), lr=lr)
+    loss_fn = loss_fn or nn.CrossEntropyLoss()
+    grad_of = _grad_source(model, track_grad_norm) if track_grad_norm is not None else None
+    use_scaler = amp and device.type == "cuda" and not torch.cuda.is_bf16_supported()
+    scaler = torch.amp.GradScaler("cuda") if use_scaler else None
+    history = History(name=name or type(model).__name__)
+
+    try:
+        steps = len(train_loader)
+    except TypeError:
+        steps = None
+    if steps == 0:
+        raise ValueError("the training loader yielded no batches")
+    if steps is not None and max_steps_per_epoch is not None:
+        steps = min(steps, max_steps_per_epoch)
+
+    for epoch in range(epochs):
+        start = time.perf_counter()
+        model.train()
+        total_loss = torch.zeros((), device=device)
+        correct = torch.zeros((), device=device, dtype=torch.long)
+        seen = 0
+        bar = tqdm(total=steps, desc=f"{history.name} epoch {epoch + 1}/{epochs}",
+                   disable=not progress, leave=False)
+        for step, batch in enumerate(train_loader):
+            if max_steps_per_epoch is not None and step >= max_steps_per_epoch:
+                break
+            images, labels = _batch_to(batch, device, channels_last)
+            with _autocast(device, amp):
+                logits = model(images)
+                loss = loss_fn(logits.float(), labels)
+            optimizer.zero_grad(set_to_none=True)
+            if scaler is not None:
+                scaler.scale(loss).backward()
+                scaler.unscale_(optimizer)
+            else:
+                loss.backward()
+            if grad_of is not None:
+                grad = grad_of()
+                history.grad_norms.append(float(grad.norm()) if grad is not None else 0.0)
+            if grad_clip is not None:
+                nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+            if scaler is not None:
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                optimizer.step()
+            if scheduler is not None and scheduler_per_step:
+                scheduler.step()
+            total_loss += loss.detach() * len(labels)
+            correct += (logits.detach().argmax(1) == labels).sum()
+            seen += len(labels)
+            bar.update(1)
+        bar.close()
+        if seen == 0:
+            raise ValueError("the training loader yielded no batches")
+        if scheduler is not None and not scheduler_per_step:
+            scheduler.step()
+        history.train_loss.append(total_loss.item() / seen)
+        history.train_acc.append(correct.item() / seen)
+        if test_loader is not None:
+            test_loss, test_acc = evaluate(model, test_loader, device, loss_fn)
+            history.test_loss.append(test_loss)
+            history.test_acc.append(test_acc)
+        history.seconds.append(time.perf_counter() - start)
+        if progress:
+            line = (f"{history.name} epoch {epoch + 1}/{epochs}: "
+                    f"train loss {history.train_loss[-1]:.3f}, acc {history.train_acc[-1]:.1%}")
+            if test_loader is not None:
+                line += f" | test acc {history.test_acc[-1]:.1%}"
+            print(line + f" ({history.seconds[-1]:.1f} s)")
+    if channels_last:
+        model.to(memory_format=torch.contiguous_format)
+    return history
