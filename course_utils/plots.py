@@ -10,15 +10,12 @@ import torch
 
 
 def _as_runs(histories) -> list:
+    """[(label, History)] from a History, a list of them, or a dict label -> History."""
     if isinstance(histories, dict):
-        runs = []
-        for name, history in histories.items():
-            history.name = name
-            runs.append(history)
-        return runs
+        return list(histories.items())
     if hasattr(histories, "train_loss"):
-        return [histories]
-    return list(histories)
+        histories = [histories]
+    return [(h.name, h) for h in histories]
 
 
 def plot_learning_curves(histories, title: str | None = None):
@@ -30,12 +27,12 @@ def plot_learning_curves(histories, title: str | None = None):
     if not runs:
         raise ValueError("plot_learning_curves needs at least one History")
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
-    for run in runs:
+    for name, run in runs:
         epochs = range(1, len(run.train_loss) + 1)
-        ax_loss.plot(epochs, run.train_loss, marker="o", label=run.name)
+        ax_loss.plot(epochs, run.train_loss, marker="o", label=name)
         if run.test_acc:
             ax_acc.plot(range(1, len(run.test_acc) + 1), [100 * a for a in run.test_acc],
-                        marker="o", label=run.name)
+                        marker="o", label=name)
     ax_loss.set(title="Training loss", xlabel="epoch", ylabel="cross-entropy")
     ax_acc.set(title="Test accuracy", xlabel="epoch", ylabel="accuracy (%)")
     for ax in (ax_loss, ax_acc):
