@@ -123,7 +123,7 @@ class ShapesDataset(Dataset):
             colour = rng.uniform(0.0, 1.0, size=3)
             # Keep the shape visible: push its colour away from the background.
             if np.abs(colour - background).sum() < 0.9:
-                colour = 1.0 - background
+                colour = np.where(background > 0.5, background - 0.55, background + 0.55)
             image[shape] = colour + rng.normal(0, self.noise, size=(int(shape.sum()), 3))
             mask[shape] = kind + 1 + 100 * k  # instance-tagged while drawing
             kinds.append(kind)

@@ -1,0 +1,94 @@
+"""fit() / evaluate() / History on tiny data, CPU only."""
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from course_utils.train import History, evaluate, fit
+
+
+def _separable(n=256, seed=0):
+    """Two Gaussian blobs in 3x4x4 'images': a tiny task any small net learns in a few steps."""
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.randint(0, 2, (n,), generator=g)
+    images = torch.randn(n, 3, 4, 4, generator=g) * 0.5 + (labels * 2 - 1).view(-1, 1, 1, 1)
+    return TensorDataset(images, labels)
+
+
+def _net():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(64, 2))
+
+
+def test_fit_learns_and_records_every_epoch():
+    train = DataLoader(_separable(), batch_size=32, shuffle=True)
+    test = DataLoader(_separable(seed=1), batch_size=64)
+    history = fit(_net(), train, test, epochs=3, lr=1e-2, mode="quick", progress=False)
+    assert history.epochs == 3
+    assert len(history.train_acc) == len(history.test_loss) == len(history.seconds) == 3
+    assert history.train_loss[-1] < history.train_loss[0]
+    assert history.test_acc[-1] > 0.9
+    assert "3 epoch(s)" in str(history) and "test acc" in str(history)
+
+
+def test_grade_mode_caps_steps():
+    model = _net()
+    before = [p.clone() for p in model.parameters()]
+    train = DataLoader(_separable(), batch_size=8)
+    history = fit(model, train, epochs=1, track_grad_norm="0.weight", mode="grade")
+    assert len(history.grad_norms) == 2  # GRADE: two steps per epoch
+    assert all(n > 0 for n in history.grad_norms)
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+
+
+def test_track_grad_norm_matches_autograd():
+    model = _net()
+    images, labels = _separable(n=16)[:]
+    train = DataLoader(TensorDataset(images, labels), batch_size=16)
+    reference = _net()
+    nn.functional.cross_entropy(reference(images), labels).backward()
+    expected = reference[0].weight.grad.norm().item()
+    history = fit(model, train, epochs=1, track_grad_norm="0.weight", mode="quick",
+                  progress=False)
+    assert history.grad_norms[0] == pytest.approx(expected, rel=1e-5)
+
+
+def test_unknown_parameter_name_is_a_clear_error():
+    with pytest.raises(ValueError, match="not a parameter of the model"):
+        fit(_net(), DataLoader(_separable(), batch_size=8), track_grad_norm="conv1.weight")
+
+
+def test_scheduler_and_clipping_are_used():
+    model = _net()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5)
+    fit(model, DataLoader(_separable(), batch_size=64), epochs=2, optimizer=opt,
+        scheduler=sched, grad_clip=0.5, mode="quick", progress=False)
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.025)
+
+
+def test_evaluate_counts_exactly():
+    model = nn.Sequential(nn.Flatten(), nn.Linear(48, 2))
+    with torch.no_grad():
+        model[1].weight.zero_()
+        model[1].bias.copy_(torch.tensor([1.0, 0.0]))  # always predicts class 0
+    data = _separable(n=100)
+    loss, acc = evaluate(model, DataLoader(data, batch_size=30))
+    expected_acc = (data.tensors[1] == 0).float().mean().item()
+    assert acc == pytest.approx(expected_acc)
+    assert loss == pytest.approx(nn.functional.cross_entropy(
+        model(data.tensors[0]), data.tensors[1]).item(), rel=1e-5)
+    assert model.training  # evaluate restores the mode
+
+
+def test_empty_loader_and_bad_batches():
+    empty = DataLoader(TensorDataset(torch.zeros(0, 3, 4, 4), torch.zeros(0).long()), batch_size=4)
+    with pytest.raises(ValueError, match="no batches"):
+        fit(_net(), empty)
+    with pytest.raises(TypeError, match="each batch must be"):
+        fit(_net(), [torch.zeros(2, 3, 4, 4)], progress=False, mode="quick")
+
+
+def test_history_defaults():
+    assert str(History("x")) == "x: not trained yet"
