@@ -15,6 +15,8 @@ Every dataset yields (image, label) with images as float tensors in [0, 1] and c
 from __future__ import annotations
 
 import os
+import socket
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +31,9 @@ FALLBACK = {"cifar10": "shapes", "mnist": "digits", "fashion_mnist": "digits"}
 TORCHVISION_NAMES = {"cifar10": "CIFAR10", "mnist": "MNIST", "fashion_mnist": "FashionMNIST"}
 PRETTY = {"cifar10": "CIFAR-10", "mnist": "MNIST", "fashion_mnist": "Fashion-MNIST"}
 DATASETS = sorted([*TORCHVISION_NAMES, "digits", "shapes"])
+# torchvision opens its URLs without a timeout: a firewall that drops packets or a proxy that
+# never answers would hang the notebook. Any socket silent this long counts as "offline".
+DOWNLOAD_TIMEOUT = 10.0  # seconds
 
 
 class DatasetUnavailableError(RuntimeError):
@@ -85,21 +90,29 @@ class ShapesDataset(Dataset):
     class, size, position and colour (the label is the class of the first shape). With
     `with_targets=True` items are (image, label, target) where target has `boxes` (k x 4,
     x1 y1 x2 y2 in pixels, tight around the visible pixels), `labels` (k) and `mask` (H x W,
-    0 = background, class + 1 where a shape is visible).
+    0 = background, class + 1 where a shape is visible). `max_objects` > 1 draws 1 to
+    `max_objects` smaller shapes per image (for detection and segmentation; later shapes may
+    cover earlier ones, and fully covered ones get no box). `transform`, like a torchvision
+    dataset's, receives a PIL image (so a CIFAR-10 pipeline with ToTensor() works unchanged).
     """
 
     classes = SHAPE_CLASSES
 
     def __init__(self, n: int = 10_000, seed: int = 0, image_size: int = 32,
-                 with_targets: bool = False, max_objects: int = 1, noise: float = 0.08):
+                 with_targets: bool = False, max_objects: int = 1, noise: float = 0.08,
+                 transform=None):
         if n < 1:
             raise ValueError(f"n must be at least 1, not {n}")
         if image_size < 16:
             raise ValueError(f"image_size must be at least 16 pixels, not {image_size}")
         if not 1 <= max_objects <= 4:
             raise ValueError(f"max_objects must be between 1 and 4, not {max_objects}")
+        if transform is not None and with_targets:
+            raise ValueError("transform cannot be combined with with_targets=True: "
+                             "it would move the pixels away from their boxes and mask")
         self.n, self.seed, self.image_size = n, seed, image_size
         self.with_targets, self.max_objects, self.noise = with_targets, max_objects, noise
+        self.transform = transform
         self.source = (f"shapes: {n:,} synthetic {image_size}x{image_size} RGB images, "
                        f"{len(SHAPE_CLASSES)} classes (offline, seed {seed})")
 
@@ -136,6 +149,8 @@ class ShapesDataset(Dataset):
         image, instance_mask, kinds = self._render(index)
         tensor = torch.from_numpy(image).permute(2, 0, 1).contiguous()
         label = kinds[0]
+        if self.transform is not None:
+            return self.transform(_to_pil(tensor)), label
         if not self.with_targets:
             return tensor, label
         boxes, labels = [], []
@@ -151,6 +166,14 @@ class ShapesDataset(Dataset):
         return tensor, label, target
 
 
+def _to_pil(image: torch.Tensor):
+    """C x H x W float in [0, 1] -> PIL image (RGB or L), what torchvision transforms expect."""
+    from PIL import Image
+
+    array = (image.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    return Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array)
+
+
 # ----------------------------------------------------------------------------- digits
 
 
@@ -158,11 +181,12 @@ class DigitsDataset(Dataset):
     """scikit-learn's bundled 8x8 handwritten digits, resized to 1x28x28 like MNIST.
 
     A fixed 80/20 split (seeded permutation): 1,437 training and 360 test images.
+    `transform`, like MNIST's, receives a PIL image (mode "L").
     """
 
     classes = [str(d) for d in range(10)]
 
-    def __init__(self, train: bool = True, size: int = 28):
+    def __init__(self, train: bool = True, size: int = 28, transform=None):
         from sklearn.datasets import load_digits
 
         digits = load_digits()
@@ -174,6 +198,7 @@ class DigitsDataset(Dataset):
         keep = order[:cut] if train else order[cut:]
         self.images = images[keep]
         self.targets = torch.tensor(digits.target)[keep]
+        self.transform = transform
         split = "train" if train else "test"
         self.source = (f"digits ({split}): {len(keep):,} scikit-learn handwritten digits, "
                        f"8x8 resized to 1x{size}x{size} (offline)")
@@ -182,10 +207,24 @@ class DigitsDataset(Dataset):
         return len(self.images)
 
     def __getitem__(self, index: int):
-        return self.images[index], int(self.targets[index])
+        image = self.images[index]
+        if self.transform is not None:
+            image = self.transform(_to_pil(image))
+        return image, int(self.targets[index])
 
 
 # ----------------------------------------------------------------------------- loading
+
+
+@contextmanager
+def _socket_timeout(seconds: float):
+    """Bound every socket operation (torchvision sets no timeout of its own)."""
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(seconds)
+    try:
+        yield
+    finally:
+        socket.setdefaulttimeout(previous)
 
 
 def _torchvision_dataset(name: str, train: bool, root: Path, transform, download: bool):
@@ -193,10 +232,20 @@ def _torchvision_dataset(name: str, train: bool, root: Path, transform, download
     from torchvision import transforms as T
 
     cls = getattr(torchvision.datasets, TORCHVISION_NAMES[name])
-    dataset = cls(str(root), train=train, download=download, transform=transform or T.ToTensor())
+    with _socket_timeout(DOWNLOAD_TIMEOUT):
+        dataset = cls(str(root), train=train, download=download,
+                      transform=transform or T.ToTensor())
     split = "train" if train else "test"
     dataset.source = f"{PRETTY[name]} ({split}): {len(dataset):,} images from {root}"
     return dataset
+
+
+def _reason(exc: Exception) -> str:
+    """One line for why a download failed (MNIST's own message puts the cause last)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    if not lines:
+        return type(exc).__name__
+    return lines[-1] if lines[0].endswith(":") else lines[0]
 
 
 def load_dataset(name: str, train: bool = True, root: str | os.PathLike | None = None,
@@ -206,15 +255,16 @@ def load_dataset(name: str, train: bool = True, root: str | os.PathLike | None =
     if key not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}: choose one of {', '.join(DATASETS)}")
     if key == "shapes":
-        dataset = ShapesDataset(n=50_000 if train else 10_000, seed=0 if train else 1)
+        dataset = ShapesDataset(n=50_000 if train else 10_000, seed=0 if train else 1,
+                                transform=transform)
     elif key == "digits":
-        dataset = DigitsDataset(train=train)
+        dataset = DigitsDataset(train=train, transform=transform)
     else:
         folder = data_root(root)
         try:
             dataset = _torchvision_dataset(key, train, folder, transform, download)
         except Exception as exc:  # noqa: BLE001 - any failure to get the files means "offline"
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            reason = _reason(exc)
             if not offline_fallback:
                 raise DatasetUnavailableError(
                     f"{PRETTY[key]} is not in {folder} and could not be downloaded ({reason}). "
@@ -223,11 +273,9 @@ def load_dataset(name: str, train: bool = True, root: str | os.PathLike | None =
                 ) from None
             print(f"Could not download {PRETTY[key]} ({reason}): using the offline "
                   f"{FALLBACK[key]!r} dataset of the same shape instead.")
-            return load_dataset(FALLBACK[key], train=train)
+            return load_dataset(FALLBACK[key], train=train, transform=transform)
         print(f"Data: {dataset.source}")
         return dataset
-    if transform is not None:
-        raise ValueError(f"transform is only supported for torchvision datasets, not {key!r}")
     print(f"Data: {dataset.source}")
     return dataset
 

@@ -1,10 +1,15 @@
 """Datasets: offline ones generated or bundled, online ones with a tested fallback."""
 
+import socket
+import time
+
 import numpy as np
 import pytest
 import torch
 import torchvision
+from torchvision import transforms as T
 
+from course_utils import data as data_module
 from course_utils.data import (
     DATASETS,
     SHAPE_CLASSES,
@@ -92,11 +97,47 @@ def test_load_dataset_offline_names(capsys):
                                                    ("mnist", "digits", (1, 28, 28)),
                                                    ("fashion_mnist", "digits", (1, 28, 28))])
 def test_failed_download_falls_back_and_says_so(no_network, capsys, name, fallback, shape):
+    start = time.perf_counter()
     data = load_dataset(name, train=False)
+    assert time.perf_counter() - start < 10  # a refused connection fails at once
     out = capsys.readouterr().out
     assert f"using the offline '{fallback}' dataset" in out
+    assert "Connection refused" in out and out.count("\n") == 2  # the reason, then "Data:"
     assert data[0][0].shape == shape
     assert fallback in data.source
+
+
+def test_a_server_that_never_answers_times_out_quickly(monkeypatch, tmp_path, capsys):
+    """A proxy or firewall that accepts and then stays silent must not hang the notebook."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()  # the kernel completes the handshake; nobody ever replies
+        port = silent.getsockname()[1]
+        monkeypatch.setattr(torchvision.datasets.MNIST, "mirrors", [f"http://127.0.0.1:{port}/"])
+        monkeypatch.setattr(data_module, "DOWNLOAD_TIMEOUT", 0.5)
+        start = time.perf_counter()
+        data = load_dataset("mnist", root=tmp_path)
+        elapsed = time.perf_counter() - start
+    assert elapsed < 10 and isinstance(data, DigitsDataset)
+    assert "timed out" in capsys.readouterr().out
+    assert socket.getdefaulttimeout() is None  # the global default is restored
+
+
+def test_the_callers_transform_survives_the_fallback(no_network):
+    pipeline = T.Compose([T.RandomHorizontalFlip(), T.ToTensor(), T.Normalize([0.5] * 3, [0.5] * 3)])
+    shapes = load_dataset("cifar10", train=False, transform=pipeline)
+    image, label = shapes[0]
+    plain = ShapesDataset(n=10_000, seed=1)[0][0]
+    assert image.shape == (3, 32, 32) and image.min() < 0  # normalised to [-1, 1]
+    flipped = torch.stack([plain, plain.flip(-1)]) * 2 - 1
+    assert min((image - f).abs().max() for f in flipped) < 0.01  # same pixels, up to uint8
+    digits = load_dataset("mnist", transform=T.ToTensor())
+    assert torch.allclose(digits[3][0], DigitsDataset()[3][0], atol=1 / 255)
+
+
+def test_transform_and_targets_do_not_mix():
+    with pytest.raises(ValueError, match="cannot be combined with with_targets"):
+        ShapesDataset(n=4, with_targets=True, transform=T.ToTensor())
 
 
 def test_failed_download_without_fallback_says_how_to_get_it(no_network):
