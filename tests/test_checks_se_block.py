@@ -65,7 +65,21 @@ class MulInPlaceSE(SEBlock):
         return out
 
 
-CORRECT = [SEBlock, ConvSE, FunctionalSE, NoBiasSE, MulInPlaceSE]
+class SequentialSE(nn.Module):
+    """The whole excitation as one nn.Sequential, ending in Unflatten."""
+
+    def __init__(self, channels, reduction=16):
+        super().__init__()
+        self.gate = nn.Sequential(
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels, channels // reduction),
+            nn.ReLU(inplace=True), nn.Linear(channels // reduction, channels), nn.Sigmoid(),
+            nn.Unflatten(1, (channels, 1, 1)))
+
+    def forward(self, x):
+        return x * self.gate(x)
+
+
+CORRECT = [SEBlock, ConvSE, FunctionalSE, NoBiasSE, MulInPlaceSE, SequentialSE]
 
 
 @pytest.mark.parametrize("block", CORRECT, ids=lambda c: c.__name__)

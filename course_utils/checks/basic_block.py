@@ -111,7 +111,7 @@ def check_basic_block(obj: object, configs: tuple[tuple[int, int, int], ...] = C
         subject_notes = verify_block(subject, cin, cout, stride)
         notes = notes or subject_notes  # the same remark in every configuration: say it once
         check_gradient(subject)
-    line = (f"✓ BasicBlock matches torchvision's BasicBlock (1×1 conv + BN projection shortcut) "
-            f"in {len(configs)} configurations, in train and eval mode; gradients reach the input.")
+    line = (f"✓ BasicBlock matches torchvision's BasicBlock (1×1 conv + BN projection) in "
+            f"{len(configs)} configurations, train and eval mode; gradients reach the input.")
     return "\n".join([line, *notes])
 

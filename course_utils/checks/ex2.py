@@ -53,8 +53,8 @@ def check_small_resnet(obj: object) -> str:
             verify_block(subject, cin, cout, stride)
         if not kwargs:
             check_all_used(model, x, what)
-    return ("✓ SmallResNet: 1×28×28 → (batch, 10) and 3×28×28 → (batch, 5), built from exactly 4 "
-            "residual blocks that each behave like torchvision's BasicBlock.")
+    return ("✓ SmallResNet: 1×28×28 → (batch, 10) (and 3×28×28 → 5 classes) with exactly 4 "
+            "residual blocks, each behaving like torchvision's BasicBlock.")
 
 
 # --- count_parameters -------------------------------------------------------------------------
@@ -131,6 +131,5 @@ def check_count_parameters(obj: object) -> str:
             if value != expected_all:
                 fail(f"count_parameters(model, trainable_only=False) for {label} returned "
                      f"{value!r}; expected {n(expected_all)} (all parameters, frozen ones too).")
-    return ("✓ count_parameters counts trainable parameter elements (frozen layers, buffers and "
-            "shared weights handled) on 4 models" + (", and trainable_only=False counts all."
-                                                     if has_flag else "."))
+    return ("✓ count_parameters is right on 4 models (frozen layers, buffers, shared weights)"
+            + ("; trainable_only=False counts all." if has_flag else "."))

@@ -133,6 +133,5 @@ def check_se_net(obj: object) -> str:
     place = {"after_relu": "after BN + ReLU", "after_pool": "after pooling",
              "after_bn": "after BN, before ReLU"}[found.variant.key]
     notes = bias_notes(found.notes, "torchvision's SqueezeExcitation")
-    return "\n".join([f"✓ CIFAR10NetSE behaves like CIFAR10Net with SEBlock(64, reduction=16) on "
-                      f"the second conv layer's output ({place}), in train and eval mode.",
-                      *notes])
+    return "\n".join([f"✓ CIFAR10NetSE behaves like CIFAR10Net + SEBlock(64) on the second conv "
+                      f"layer's output ({place}), train and eval mode.", *notes])

@@ -178,9 +178,8 @@ def check_efficiency_table(obj: object, rows: object = None) -> str:
     problem = _row_problems(probe_rows, [PROBE_NAME], PROBE_SIZE, probe_what)
     if problem:
         fail(problem)
-    return (f"✓ efficiency_table: exact params, MACs within 2 % of the exact count or thop's, "
-            f"ImageNet top-1 and top-1 per million params for {', '.join(names)}, and for "
-            f"{PROBE_NAME} at input_size={PROBE_SIZE}.")
+    return (f"✓ efficiency_table: params, MACs (within 2 %), top-1 and top-1 per M params right "
+            f"for {', '.join(names)} and for {PROBE_NAME} at input_size={PROBE_SIZE}.")
 
 
 # --- best_accuracy_per_parameter ----------------------------------------------------------------
@@ -242,5 +241,5 @@ def check_best(obj: object) -> str:
         problem = _best_problem(value, rows, label, usual="efficientnet_b0")
         if problem:
             fail(f"best_accuracy_per_parameter(rows): {problem}")
-    return ("✓ best_accuracy_per_parameter picks the row with the highest top-1 per parameter "
-            "(efficientnet_b0 on the real table) and follows the data on 3 modified tables.")
+    return ("✓ best_accuracy_per_parameter picks efficientnet_b0 on the real table and follows "
+            "the data on 3 modified tables.")

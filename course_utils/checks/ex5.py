@@ -179,7 +179,7 @@ def _check_figure(fig: object, figure_type: type) -> str:
                      f"'{word}' (e.g. ax.set_ylabel('{kind}')).")
             if ax.get_legend() is None and not fig.legends:
                 fail(f"{what}: the axes showing {kind} have no legend; call ax.legend().")
-    return ("✓ plot_learning_curves: a Figure with each model's training loss and test accuracy,"
-            " equal to the histories, labelled by model name, with legends and axis labels.")
+    return ("✓ plot_learning_curves: each model's training loss and test accuracy, equal to the "
+            "histories and labelled by model name.")
 
 

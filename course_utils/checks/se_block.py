@@ -87,7 +87,6 @@ def check_se_block(obj: object, configs: tuple = CONFIGS) -> str:
         subject_notes = verify_se(subject, channels, 16 if reduction is None else reduction)
         notes = notes or subject_notes  # the same remark in every configuration: say it once
         check_gradient(subject)
-    line = (f"✓ SEBlock matches {REFERENCE} (avg pool → channels // reduction → ReLU → channels "
-            f"→ sigmoid, x scaled per channel) in {len(configs)} configurations, including the "
-            "default reduction=16; gradients reach the input.")
+    line = (f"✓ SEBlock matches {REFERENCE} in {len(configs)} configurations (incl. the default "
+            "reduction=16); gradients reach the input.")
     return "\n".join([line, *notes])
