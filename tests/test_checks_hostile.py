@@ -241,3 +241,16 @@ def test_disabling_the_watch_is_refused():
 def test_correct_resnet_style_is_not_mistaken_for_cheating(capsys):
     check("ex5_resnet_style", ResNetStyle)
     assert "✓ ResNetStyle" in capsys.readouterr().out
+
+
+def test_course_helpers_passed_off_as_the_students_own_are_refused():
+    from course_utils import plots, profile
+
+    assert "is course_utils.plots.plot_learning_curves" in message(
+        "ex5_plot", plots.plot_learning_curves)
+    assert "calls course_utils.plots.plot_learning_curves" in message(
+        "ex5_plot", lambda histories: plots.plot_learning_curves(histories))
+    assert "is course_utils.profile.count_parameters" in message(
+        "ex2_count_parameters", profile.count_parameters)
+    assert "calls course_utils.profile.count_parameters" in message(
+        "ex2_count_parameters", lambda model: profile.count_parameters(model))

@@ -25,6 +25,7 @@ from ._calls import fail
 _TV_DIR = os.path.dirname(os.path.abspath(torchvision.__file__))
 _TV_MODELS_DIR = os.path.join(_TV_DIR, "models") + os.sep
 _TV_MISC = os.path.join(_TV_DIR, "ops", "misc.py")
+_COURSE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # course_utils/
 
 
 def _forbidden_base(klass: type) -> type | None:
@@ -86,26 +87,46 @@ def _restore_profiler(previous: Any) -> None:
             enable()
 
 
-class Watch:
-    """Context manager: record module execution order and calls into torchvision's code."""
+def course_helper(module: str) -> str:
+    """The file of a course_utils helper module, e.g. course_helper("plots")."""
+    return os.path.join(_COURSE_DIR, f"{module}.py")
 
-    def __init__(self, check_cheating: bool = True) -> None:
+
+def reject_course_helper(func: Any, what: str, module: str) -> None:
+    """Fail if ``func`` is (or is defined in) the course's own ``course_utils.<module>``."""
+    code = getattr(getattr(func, "__func__", func), "__code__", None)
+    defined_in = os.path.abspath(code.co_filename) if code is not None else ""
+    if (getattr(func, "__module__", "") == f"course_utils.{module}"
+            or defined_in == course_helper(module)):
+        fail(f"Your {what} is course_utils.{module}.{getattr(func, '__name__', what)}, the "
+             f"course's own helper: the exercise asks you to write {what} yourself.")
+
+
+class Watch:
+    """Context manager: record module execution order and calls into torchvision's code
+    (and into the course helper files in ``also_forbid``)."""
+
+    def __init__(self, check_cheating: bool = True, also_forbid: tuple[str, ...] = ()) -> None:
         self.order: dict[int, int] = {}
         self.forbidden: list[str] = []
         self._check = check_cheating
+        self._also = {os.path.abspath(f) for f in also_forbid}
         self._hook = self._profile  # one bound method, so sys.getprofile() can be compared
 
     def _pre_hook(self, module: nn.Module, args: Any) -> None:
         self.order.setdefault(id(module), len(self.order))
         base = _forbidden_base(type(module)) if self._check else None
         if base is not None:
-            self.forbidden.append(base.__qualname__)
+            self.forbidden.append(f"torchvision's {base.__qualname__}")
 
     def _profile(self, frame: Any, event: str, arg: Any) -> None:
         if event == "call":
             code = frame.f_code
             if _forbidden_code(code.co_filename, code.co_qualname):
-                self.forbidden.append(code.co_qualname)
+                self.forbidden.append(f"torchvision's {code.co_qualname}")
+            elif self._also and os.path.abspath(code.co_filename) in self._also:
+                module = os.path.splitext(os.path.basename(code.co_filename))[0]
+                self.forbidden.append(f"course_utils.{module}.{code.co_qualname}")
 
     def __enter__(self) -> Watch:
         self._handle = register_module_forward_pre_hook(self._pre_hook)
@@ -124,7 +145,7 @@ class Watch:
 
     def reject(self, what: str) -> None:
         if self.forbidden:
-            fail(
-                f"Your {what}'s forward pass runs torchvision's {self.forbidden[0]}."
-                + _why(what)
-            )
+            if self.forbidden[0].startswith("course_utils."):
+                fail(f"Your {what} calls {self.forbidden[0]}, the course's own helper: the "
+                     f"exercise asks you to write {what} yourself.")
+            fail(f"Your {what}'s forward pass runs {self.forbidden[0]}." + _why(what))

@@ -11,7 +11,7 @@ from torch import nn
 from . import _ops
 from ._behaviour import Subject
 from ._calls import call, expect_class, expect_function, fail, n
-from ._cheating import reject_reference
+from ._cheating import Watch, course_helper, reject_course_helper, reject_reference
 from ._registry import register
 from ._structure import build, check_all_used, residual_blocks, run_classifier
 from .basic_block import verify_block
@@ -108,13 +108,16 @@ def _diagnose(model: nn.Module, value: int) -> str:
 @register("ex2_count_parameters", "count_parameters(model) -> int")
 def check_count_parameters(obj: object) -> str:
     expect_function(obj, "count_parameters", COUNT)
+    reject_course_helper(obj, "count_parameters", "profile")
     try:
         has_flag = "trainable_only" in inspect.signature(obj).parameters
     except (TypeError, ValueError):
         has_flag = False
     for label, model in _models():
         expected = _count(model)
-        value = call(f"count_parameters(model) for {label}", obj, model)
+        with Watch(also_forbid=(course_helper("profile"),)) as watch:
+            value = call(f"count_parameters(model) for {label}", obj, model)
+        watch.reject("count_parameters")
         if isinstance(value, _ops.Tensor):
             fail(f"count_parameters(model) for {label} returned a tensor; return a Python int "
                  "(e.g. sum(p.numel() for p in ...)).")

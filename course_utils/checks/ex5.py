@@ -6,7 +6,7 @@ import dataclasses
 
 from . import _ops
 from ._calls import call, describe, expect_class, expect_function, fail
-from ._cheating import reject_reference
+from ._cheating import Watch, course_helper, reject_course_helper, reject_reference
 from ._registry import register
 from ._structure import (
     build,
@@ -134,10 +134,13 @@ def check_plot(obj: object) -> str:
     from matplotlib.figure import Figure
 
     expect_function(obj, "plot_learning_curves", PLOT)
+    reject_course_helper(obj, "plot_learning_curves", "plots")
     histories = {name: _history(name, *curves) for name, curves in _CURVES.items()}
     before = set(plt.get_fignums())
-    fig = call("plot_learning_curves(histories) with 3 models", obj, histories)
+    with Watch(also_forbid=(course_helper("plots"),)) as watch:
+        fig = call("plot_learning_curves(histories) with 3 models", obj, histories)
     try:
+        watch.reject("plot_learning_curves")
         return _check_figure(fig, Figure)
     finally:  # don't leave the checker's figures for the notebook to display
         for num in set(plt.get_fignums()) - before:
