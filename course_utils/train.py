@@ -58,6 +58,23 @@ def _batch_to(batch, device: torch.device, channels_last: bool):
     return images, labels.to(device, non_blocking=True)
 
 
+def _forward(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """model(images), with the batch's shape in the message when the model rejects it."""
+    try:
+        logits = model(images)
+    except NotImplementedError:
+        raise  # an unfinished exercise: its own message says the most
+    except RuntimeError as exc:
+        cause = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ValueError(f"the model failed on a batch of images of shape "
+                         f"{tuple(images.shape)}: {cause}") from exc
+    if not isinstance(logits, torch.Tensor) or logits.dim() != 2 or len(logits) != len(labels):
+        got = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+        raise ValueError(f"the model must return logits of shape (batch, classes) = "
+                         f"({len(labels)}, C) for a batch of {len(labels)} images, got {got}")
+    return logits
+
+
 def _autocast(device: torch.device, amp: bool):
     if not amp or device.type != "cuda":
         return nullcontext()
@@ -91,7 +108,7 @@ def evaluate(model: nn.Module, loader, device: torch.device | None = None,
         if max_steps is not None and step >= max_steps:
             break
         images, labels = _batch_to(batch, device, channels_last=False)
-        logits = model(images)
+        logits = _forward(model, images, labels)
         total_loss += loss_fn(logits.float(), labels) * len(labels)
         correct += (logits.argmax(1) == labels).sum()
         seen += len(labels)
@@ -154,7 +171,7 @@ def fit(model: nn.Module, train_loader, test_loader=None, epochs: int = 1,
                 break
             images, labels = _batch_to(batch, device, channels_last)
             with _autocast(device, amp):
-                logits = model(images)
+                logits = _forward(model, images, labels)
                 loss = loss_fn(logits.float(), labels)
             optimizer.zero_grad(set_to_none=True)
             if scaler is not None:

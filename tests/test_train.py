@@ -1,10 +1,13 @@
 """fit() / evaluate() / History on tiny data, CPU only."""
 
+import sys
+
 import pytest
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from course_utils import train as train_module
 from course_utils.train import History, evaluate, fit
 
 
@@ -92,3 +95,66 @@ def test_empty_loader_and_bad_batches():
 
 def test_history_defaults():
     assert str(History("x")) == "x: not trained yet"
+
+
+def test_wrong_shapes_are_one_clear_error():
+    flat = nn.Sequential(nn.Flatten(), nn.Linear(10, 2))  # expects 10 features, gets 48
+    with pytest.raises(ValueError, match=r"failed on a batch of images of shape \(8, 3, 4, 4\)"):
+        fit(flat, DataLoader(_separable(), batch_size=8), progress=False, mode="quick")
+    with pytest.raises(ValueError, match=r"logits of shape \(batch, classes\) = \(8, C\)"):
+        fit(nn.Identity(), DataLoader(_separable(), batch_size=8), optimizer=torch.optim.SGD(
+            _net().parameters(), lr=0.1), progress=False, mode="quick")
+    with pytest.raises(ValueError, match="failed on a batch"):
+        evaluate(flat, DataLoader(_separable(), batch_size=8))
+
+
+def test_an_unfinished_exercise_keeps_its_own_error():
+    class Todo(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(2, 2)
+
+        def forward(self, x):
+            raise NotImplementedError("write forward()")
+
+    with pytest.raises(NotImplementedError, match="write forward"):
+        fit(Todo(), DataLoader(_separable(), batch_size=8), progress=False, mode="quick")
+
+
+def test_one_sync_per_epoch_and_threads_untouched(monkeypatch):
+    """Losses and accuracies stay on the device until the epoch ends (no .item() per batch)."""
+    calls = []
+    item = torch.Tensor.item
+
+    def counted_item(tensor):  # count fit's own reads (the optimizer's CPU step counters aside)
+        if sys._getframe(1).f_globals["__name__"] == "course_utils.train":
+            calls.append(1)
+        return item(tensor)
+
+    monkeypatch.setattr(torch.Tensor, "item", counted_item)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        fit(_net(), DataLoader(_separable(), batch_size=16), epochs=2, progress=False,
+            mode="quick")  # 16 steps per epoch
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(threads)
+    assert len(calls) == 2 * 2  # loss and accuracy, once per epoch
+
+
+def test_progress_bar_counts_steps(capsys, monkeypatch):
+    bars = []
+
+    class Recorded(train_module.tqdm):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            bars.append(self)
+
+    monkeypatch.setattr(train_module, "tqdm", Recorded)
+    history = fit(_net(), DataLoader(_separable(n=64), batch_size=16), epochs=2, progress=True,
+                  mode="quick", name="tiny")
+    assert [(bar.n, bar.total) for bar in bars] == [(4, 4), (4, 4)]  # one bar per epoch
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 2 and out[0].startswith("tiny epoch 1/2: train loss")
+    assert history.epochs == 2
