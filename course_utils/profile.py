@@ -41,8 +41,15 @@ class ModelProfile:
 
 
 def _input(model: nn.Module, input_size) -> torch.Tensor:
-    if isinstance(input_size, int):
+    if isinstance(input_size, int) and not isinstance(input_size, bool):
         input_size = (1, 3, input_size, input_size)
+    if isinstance(input_size, torch.Size):
+        input_size = tuple(input_size)
+    if (not isinstance(input_size, (tuple, list)) or len(input_size) not in (3, 4)
+            or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0
+                       for d in input_size)):
+        raise ValueError(f"input_size must be an int (square RGB image), (C, H, W) or "
+                         f"(N, C, H, W) of positive ints, not {input_size!r}")
     if len(input_size) == 3:
         input_size = (1, *input_size)
     try:
@@ -61,7 +68,7 @@ def profile_model(model: nn.Module, input_size=(1, 3, 224, 224)) -> ModelProfile
     from torch.utils.flop_counter import FlopCounterMode
 
     x = _input(model, input_size)
-    was_training = model.training
+    modes = {module: module.training for module in model.modules()}  # e.g. frozen BN stays eval
     fastpath = torch.backends.mha.get_fastpath_enabled()
     counter = FlopCounterMode(display=False)
     try:
@@ -74,7 +81,8 @@ def profile_model(model: nn.Module, input_size=(1, 3, 224, 224)) -> ModelProfile
                            f"failed: {type(exc).__name__}: {exc}") from None
     finally:
         torch.backends.mha.set_fastpath_enabled(fastpath)
-        model.train(was_training)
+        for module, training in modes.items():
+            module.training = training
     flops = counter.get_total_flops()
     root = type(model).__name__
     by_module = {}

@@ -99,7 +99,7 @@ def evaluate(model: nn.Module, loader, device: torch.device | None = None,
     """Mean loss and accuracy of `model` on `loader`."""
     device = device or next(model.parameters()).device
     loss_fn = loss_fn or nn.CrossEntropyLoss()
-    was_training = model.training
+    modes = {module: module.training for module in model.modules()}  # e.g. frozen BN stays eval
     model.eval()
     total_loss = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
@@ -112,7 +112,8 @@ def evaluate(model: nn.Module, loader, device: torch.device | None = None,
         total_loss += loss_fn(logits.float(), labels) * len(labels)
         correct += (logits.argmax(1) == labels).sum()
         seen += len(labels)
-    model.train(was_training)
+    for module, training in modes.items():
+        module.training = training
     if seen == 0:
         raise ValueError("the evaluation loader yielded no batches")
     return total_loss.item() / seen, correct.item() / seen

@@ -79,3 +79,16 @@ def test_thop_conv_count_by_hand():
     assert params == 8 * 3 * 9
     assert macs == 8 * 10 * 10 * 3 * 9
     assert profile_model(conv, (1, 3, 10, 10)).macs == macs
+
+
+def test_profile_keeps_a_frozen_batchnorm_in_eval_mode():
+    model = tvm.resnet18(weights=None).train()
+    model.bn1.eval()  # transfer learning: a frozen BatchNorm inside a training model
+    profile_model(model, 32)
+    assert model.training and not model.bn1.training and model.layer1.training
+
+
+@pytest.mark.parametrize("bad", ["224", (3, 224), (1, 3, 0, 8), (1, 3, 8.0, 8), True])
+def test_bad_input_size_is_one_clear_error(bad):
+    with pytest.raises(ValueError, match="input_size must be"):
+        profile_model(nn.Conv2d(3, 4, 3), bad)

@@ -158,3 +158,10 @@ def test_progress_bar_counts_steps(capsys, monkeypatch):
     out = capsys.readouterr().out.splitlines()
     assert len(out) == 2 and out[0].startswith("tiny epoch 1/2: train loss")
     assert history.epochs == 2
+
+
+def test_evaluate_keeps_a_frozen_layer_in_eval_mode():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Flatten(), nn.Linear(16, 2))
+    model[1].eval()
+    evaluate(model, DataLoader(_separable(n=8), batch_size=8))
+    assert model.training and not model[1].training
