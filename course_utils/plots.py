@@ -44,19 +44,40 @@ def plot_learning_curves(histories, title: str | None = None):
     return fig
 
 
-def _to_image(tensor: torch.Tensor) -> np.ndarray:
-    t = tensor.detach().cpu().float()
-    if t.dim() == 3 and t.shape[0] in (1, 3):
-        t = t.permute(1, 2, 0)
-    array = t.numpy()
+def _to_image(image) -> np.ndarray:
+    """H x W (grey) or H x W x 3 floats for imshow, from a C x H x W tensor, an H x W (x C)
+    array or a PIL image."""
+    if isinstance(image, torch.Tensor):
+        t = image.detach().cpu().float()
+        if t.dim() == 3 and t.shape[0] in (1, 3):
+            t = t.permute(1, 2, 0)
+        elif t.dim() == 3 and t.shape[2] not in (1, 3):
+            t = t.flatten()  # neither C x H x W nor H x W x C: rejected below
+        array = t.numpy()
+    elif isinstance(image, np.ndarray) or hasattr(image, "getbands"):  # array or PIL image
+        array = np.asarray(image)
+        array = array / 255.0 if array.dtype == np.uint8 else array.astype(np.float32)
+    else:
+        raise TypeError(f"show_images expects tensors, arrays or PIL images, "
+                        f"not {type(image).__name__}")
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (1, 3, 4)):
+        shape = tuple(image.shape) if hasattr(image, "shape") else array.shape
+        raise ValueError(f"cannot show an image of shape {shape}: expected (C, H, W) "
+                         f"with C in 1 or 3, or (H, W)")
     if array.ndim == 3 and array.shape[2] == 1:
         array = array[:, :, 0]
-    lo, hi = array.min(), array.max()
-    return (array - lo) / (hi - lo) if hi > 1 or lo < 0 else array
+    lo, hi = float(array.min()), float(array.max())
+    if lo >= 0 and hi <= 1:
+        return array
+    return (array - lo) / (hi - lo) if hi > lo else np.zeros_like(array)  # rescale to [0, 1]
 
 
 def show_images(images, labels=None, class_names=None, ncols: int = 8, title: str | None = None):
-    """A grid of images (N x C x H x W tensor or a list of C x H x W) with optional labels."""
+    """A grid of images with optional labels.
+
+    `images`: an N x C x H x W tensor, or a list of C x H x W tensors, arrays or PIL images.
+    `labels`: class indices (named through `class_names`) or strings.
+    """
     images = list(images)
     if not images:
         raise ValueError("show_images needs at least one image")
@@ -71,8 +92,11 @@ def show_images(images, labels=None, class_names=None, ncols: int = 8, title: st
         img = _to_image(images[i])
         ax.imshow(img, cmap="gray" if img.ndim == 2 else None)
         if labels is not None:
-            label = int(labels[i])
-            ax.set_title(class_names[label] if class_names else str(label), fontsize=9)
+            label = labels[i]
+            if not isinstance(label, str):
+                label = int(label)
+                label = class_names[label] if class_names else str(label)
+            ax.set_title(label, fontsize=9)
     if title:
         fig.suptitle(title)
     fig.tight_layout()

@@ -4,6 +4,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
@@ -48,6 +49,22 @@ def test_image_grids():
     assert shown(plot_feature_maps(torch.randn(1, 20, 5, 5), max_maps=10)) == 10
     with pytest.raises(ValueError):
         plot_filters(torch.randn(3, 3))
+
+
+def test_show_images_takes_photos_and_string_labels():
+    from PIL import Image
+
+    photo = Image.fromarray(np.full((6, 9, 3), 255, np.uint8))
+    fig = show_images([photo, np.zeros((5, 5)), torch.full((1, 4, 4), 7.0)],
+                      labels=["white", "black", "flat"])
+    shown = [ax.images[0].get_array() for ax in fig.axes if ax.images]
+    assert [ax.get_title() for ax in fig.axes if ax.images] == ["white", "black", "flat"]
+    assert shown[0].shape == (6, 9, 3) and float(shown[0].min()) == 1.0  # uint8 -> [0, 1]
+    assert np.isfinite(shown[2]).all()  # a constant map outside [0, 1] does not divide by 0
+    with pytest.raises(TypeError, match="tensors, arrays or PIL images"):
+        show_images(["not an image"])
+    with pytest.raises(ValueError, match="cannot show an image of shape"):
+        show_images([torch.zeros(16, 4, 4)])  # 16 feature maps are not one image
 
 
 def test_accuracy_vs_cost_labels_every_point():
