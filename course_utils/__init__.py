@@ -34,5 +34,34 @@ def init(seed: int = 0, mode: str | Mode | None = None) -> Session:
     return Session(current, device, seed)
 
 
+# The other common names load on first use, so `import course_utils` (every lesson's first
+# cell, and the autograder's) does not pay for matplotlib, scikit-learn or thop up front.
+_LAZY = {
+    "data": ["DatasetUnavailableError", "ShapesDataset", "load_dataset", "make_loaders",
+             "sample_images"],
+    "train": ["History", "evaluate", "fit"],
+    "profile": ["ModelProfile", "compare_counters", "count_parameters", "profile_model",
+                "thop_profile"],
+    "plots": ["plot_accuracy_vs_cost", "plot_feature_maps", "plot_filters",
+              "plot_learning_curves", "show_images"],
+    "models": ["CIFAR10Net"],
+}
+_LAZY_NAMES = {name: module for module, names in _LAZY.items() for name in names}
+
+
+def __getattr__(name: str):
+    if name in _LAZY_NAMES:
+        import importlib
+
+        value = getattr(importlib.import_module(f".{_LAZY_NAMES[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY_NAMES))
+
+
 __all__ = ["Mode", "Session", "describe_mode", "get_device", "get_mode", "init",
-           "loader_settings", "pick", "set_seed"]
+           "loader_settings", "pick", "set_seed", *sorted(_LAZY_NAMES)]
