@@ -24,6 +24,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from .mode import get_mode, loader_settings
+from .seed import seed_worker
 
 SHAPE_CLASSES = ["circle", "square", "triangle", "plus", "ring",
                  "diamond", "frame", "x-cross", "half-disk", "stripes"]
@@ -315,18 +316,23 @@ def make_loaders(train_set: Dataset, test_set: Dataset | None = None, batch_size
         raise ValueError("the training set is empty")
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, not {batch_size}")
+    for what, n in (("train_subset", train_n), ("test_subset", test_n)):
+        if n is not None and n < 1:
+            raise ValueError(f"{what} must be at least 1 (or None for everything), not {n}")
+    # Workers get reproducible seeds; pinned memory speeds up copies to a CUDA GPU.
+    common = dict(num_workers=num_workers, pin_memory=torch.cuda.is_available(),
+                  worker_init_fn=seed_worker if num_workers else None)
     train = _subset(train_set, train_n, seed)
     generator = torch.Generator().manual_seed(seed)
     train_loader = DataLoader(train, batch_size=batch_size, shuffle=True, generator=generator,
-                              num_workers=num_workers, drop_last=len(train) > batch_size)
+                              drop_last=len(train) > batch_size, **common)
     test_loader = None
     parts = [f"{len(train):,} of {len(train_set):,} training images"]
     if test_set is not None:
         if len(test_set) == 0:
             raise ValueError("the test set is empty")
         test = _subset(test_set, test_n, seed + 1)
-        test_loader = DataLoader(test, batch_size=max(batch_size, 256), shuffle=False,
-                                 num_workers=num_workers)
+        test_loader = DataLoader(test, batch_size=max(batch_size, 256), shuffle=False, **common)
         parts.append(f"{len(test):,} of {len(test_set):,} test images")
     print(f"Loaders: {', '.join(parts)}, batch {batch_size} ({get_mode(mode).name})")
     return train_loader, test_loader

@@ -20,6 +20,7 @@ from course_utils.data import (
     make_loaders,
     sample_images,
 )
+from course_utils.seed import seed_worker
 
 
 @pytest.fixture
@@ -181,3 +182,12 @@ def test_make_loaders_is_reproducible():
 def test_make_loaders_rejects_empty_data():
     with pytest.raises(ValueError, match="training set is empty"):
         make_loaders(torch.utils.data.TensorDataset(torch.zeros(0, 3)))
+
+
+def test_make_loaders_seeds_workers_and_rejects_empty_subsets():
+    data = ShapesDataset(n=64, seed=0)
+    train_loader, test_loader = make_loaders(data, data, mode="grade", num_workers=2)
+    assert train_loader.worker_init_fn is seed_worker and test_loader.num_workers == 2
+    assert make_loaders(data, mode="grade")[0].worker_init_fn is None
+    with pytest.raises(ValueError, match="train_subset must be at least 1"):
+        make_loaders(data, train_subset=0)
