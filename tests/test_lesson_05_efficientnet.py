@@ -1,0 +1,42 @@
+"""Lesson 05: the cells that GRADE mode skips (eleven-model comparison, thop vs exact counts,
+timings) hold assertions too — run them once in QUICK mode so they cannot rot unnoticed."""
+
+import pytest
+from notebook_tools import cell_error, execute, solution_path
+
+LESSON = "05_efficientnet"
+
+# Lines the notebook prints only after its assertions passed.
+VERIFIED = [
+    "formulas == profile_model's counts for every layer above",
+    "MobileNetV2: 3,504,872 parameters",
+    "EfficientNet-B0: 5,288,548 parameters",
+    "outputs equal torchvision's MBConv in eval and in (seeded) train mode",
+    "our builder with the seed's width/depth has exactly torchvision's parameters for B0–B7",
+    "for all 11 models",
+    "ConvNeXt-T: thop misses 9,696 parameters",
+    "the gap is fully accounted for",
+]
+
+
+def _text(cell) -> str:
+    parts = []
+    for out in cell.get("outputs", []):
+        if out.get("output_type") == "stream":
+            parts.append(out["text"])
+        elif "data" in out:
+            parts.append(out["data"].get("text/markdown", "") + out["data"].get("text/plain", ""))
+    return "".join(parts)
+
+
+@pytest.mark.slow
+def test_quick_mode_runs_every_cell_and_verifies_its_claims(tmp_path):
+    nb = execute(solution_path(LESSON), tmp_path, mode="quick", timeout=600)
+    errors = [(i, cell_error(c)["ename"]) for i, c in enumerate(nb.cells) if cell_error(c)]
+    assert not errors, errors
+    printed = "".join(_text(c) for c in nb.cells if c.cell_type == "code")
+    missing = [line for line in VERIFIED if line not in printed]
+    assert not missing, missing
+    # thop's ViT-B/16 figures, as the lesson states them, next to the exact ones
+    assert "| GMACs | 11.286 | 17.564 |" in printed
+    assert "| params | 58,067,176 | 86,567,656 |" in printed
