@@ -9,6 +9,9 @@ STAMP  := $(VENV)/.setup-done
 KERNEL := cnn-course
 # nbgrader calls `alembic` by name: the venv's bin folder must come first on PATH.
 export PATH := $(abspath $(BIN)):$(PATH)
+# OpenMP threads that spin while waiting make torch many times slower when two notebooks
+# share the cores (tests, parallel grading): let waiting threads sleep instead.
+export OMP_WAIT_POLICY := PASSIVE
 LESSONS := 01_cnn_basics 02_vgg 03_resnet 04_resnet_variants 05_efficientnet \
            06_vision_transformer 07_transfer_learning
 
@@ -16,13 +19,13 @@ LESSONS := 01_cnn_basics 02_vgg 03_resnet 04_resnet_variants 05_efficientnet \
 
 setup: $(STAMP)
 
-$(STAMP): requirements.txt pyproject.toml
+$(STAMP): requirements.txt pyproject.toml Makefile
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements.txt
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	$(BIN)/python -m ipykernel install --sys-prefix --name $(KERNEL) \
-		--display-name "Python 3 (CNN course)" >/dev/null
+		--display-name "Python 3 (CNN course)" --env OMP_WAIT_POLICY PASSIVE >/dev/null
 	@touch $(STAMP)
 	@echo "Setup done: $(VENV) with torch, JupyterLab, nbgrader and course_utils; kernel '$(KERNEL)'."
 

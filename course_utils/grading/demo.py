@@ -145,22 +145,6 @@ for what, attempt in attempts.items():
 '''
 
 
-def _mistake(lesson: str, name: str, source: str):
-    def build(course_dir: Path):
-        nb = filled(lesson, course_dir=course_dir)
-        cell_defining(nb, name).source = source
-        return nb
-    return build
-
-
-def _hostile(lesson: str, edit: Callable) -> Callable[[Path], object]:
-    def build(course_dir: Path):
-        nb = filled(lesson, course_dir=course_dir)
-        edit(nb, course_dir)
-        return nb
-    return build
-
-
 def _edit_tests(nb, course_dir):
     cell_defining(nb, "BasicBlock").source = BASIC_BLOCK_RELU_BEFORE_ADD
     test_cell_for(nb, "basic_block").source = "pass  # the test is gone, full marks?"
@@ -213,30 +197,53 @@ def _syntax_error(nb, course_dir):
     cell.source = cell.source.replace("def forward(self, x):", "def forward(self, x)", 1)
 
 
-# student -> (lesson, builder); full-class students are added per lesson in build_class.
+def _mistake(name: str, source: str) -> Callable:
+    def edit(nb, course_dir):
+        cell_defining(nb, name).source = source
+    return edit
+
+
+# student -> edit applied to a correct submission of the hostile lesson
 HOSTILE = {
-    "h1_edited_tests": ("03_resnet", _hostile("03_resnet", _edit_tests)),
-    "h2_infinite_loop": ("03_resnet", _hostile("03_resnet", _loops)),
-    "h3_memory_bomb": ("03_resnet", _hostile("03_resnet", _memory)),
-    "h4_monkeypatch": ("03_resnet", _hostile("03_resnet", _monkeypatch)),
-    "h5_vandal": ("03_resnet", _hostile("03_resnet", _vandal)),
-    "h6_exits": ("03_resnet", _hostile("03_resnet", _exits)),
-    "h7_torchvision_passoff": ("03_resnet", _hostile("03_resnet", _passoff)),
-    "h8_output_flood": ("03_resnet", _hostile("03_resnet", _flood)),
-    "h9_syntax_error": ("03_resnet", _hostile("03_resnet", _syntax_error)),
+    "h1_edited_tests": _edit_tests,
+    "h2_infinite_loop": _loops,
+    "h3_memory_bomb": _memory,
+    "h4_monkeypatch": _monkeypatch,
+    "h5_vandal": _vandal,
+    "h6_exits": _exits,
+    "h7_torchvision_passoff": _passoff,
+    "h8_output_flood": _flood,
+    "h9_syntax_error": _syntax_error,
 }
+# student -> (lesson, edit)
 MISTAKES = {
-    "m1_relu_before_add": ("03_resnet", _mistake("03_resnet", "BasicBlock",
-                                                 BASIC_BLOCK_RELU_BEFORE_ADD)),
-    "m2_softmax_gate": ("04_resnet_variants", _mistake("04_resnet_variants", "SEBlock",
-                                                       SE_SOFTMAX_GATE)),
+    "m1_relu_before_add": ("03_resnet", _mistake("BasicBlock", BASIC_BLOCK_RELU_BEFORE_ADD)),
+    "m2_softmax_gate": ("04_resnet_variants", _mistake("SEBlock", SE_SOFTMAX_GATE)),
 }
 INVALID_JSON = "h9_invalid_json"
 FULL_CLASS = ("alice_correct", "bob_partial", "carol_empty")
 
 
+def save_submission(course_dir: Path, student: str, lesson: str, nb) -> None:
+    path = course_dir / "submitted" / student / lesson / f"{lesson}.ipynb"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, path)
+
+
+def add_hostile_students(course_dir: Path, lesson: str) -> list[str]:
+    """The nine hostile or broken submissions of `lesson` (each: the correct one plus one act)."""
+    for student, edit in HOSTILE.items():
+        nb = filled(lesson, course_dir=course_dir)
+        edit(nb, course_dir)
+        save_submission(course_dir, student, lesson, nb)
+    path = course_dir / "submitted" / INVALID_JSON / lesson / f"{lesson}.ipynb"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text('{"cells": [ this is not JSON')
+    return [*HOSTILE, INVALID_JSON]
+
+
 def build_class(course_dir: Path, lessons: list[str] | None = None,
-                hostile: bool = True) -> list[str]:
+                hostile_lesson: str | None = "03_resnet") -> list[str]:
     """Create <course_dir> as an nbgrader course with a sample class; return the students."""
     if course_dir.exists():
         shutil.rmtree(course_dir)
@@ -246,25 +253,19 @@ def build_class(course_dir: Path, lessons: list[str] | None = None,
     shutil.copytree(REPO_ROOT / "notebooks", course_dir / "notebooks")
     lessons = lessons or sorted(p.name for p in (course_dir / "solutions").iterdir() if p.is_dir())
 
-    def save(student: str, lesson: str, nb) -> None:
-        path = course_dir / "submitted" / student / lesson / f"{lesson}.ipynb"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        nbformat.write(nb, path)
-
     for lesson in lessons:
-        save("alice_correct", lesson, filled(lesson, course_dir=course_dir))
-        save("bob_partial", lesson, filled(lesson, lambda i, gid: i % 2 == 0,
-                                           course_dir=course_dir))
-        save("carol_empty", lesson, student_copy(lesson, course_dir))
+        save_submission(course_dir, "alice_correct", lesson, filled(lesson, course_dir=course_dir))
+        save_submission(course_dir, "bob_partial", lesson,
+                        filled(lesson, lambda i, gid: i % 2 == 0, course_dir=course_dir))
+        save_submission(course_dir, "carol_empty", lesson, student_copy(lesson, course_dir))
     students = list(FULL_CLASS)
-    for student, (lesson, build) in {**MISTAKES, **(HOSTILE if hostile else {})}.items():
-        save(student, lesson, build(course_dir))
+    for student, (lesson, edit) in MISTAKES.items():
+        nb = filled(lesson, course_dir=course_dir)
+        edit(nb, course_dir)
+        save_submission(course_dir, student, lesson, nb)
         students.append(student)
-    if hostile:
-        path = course_dir / "submitted" / INVALID_JSON / "03_resnet" / "03_resnet.ipynb"
-        path.parent.mkdir(parents=True)
-        path.write_text('{"cells": [ this is not JSON')
-        students.append(INVALID_JSON)
+    if hostile_lesson:
+        students += add_hostile_students(course_dir, hostile_lesson)
     return students
 
 

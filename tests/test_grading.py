@@ -1,0 +1,228 @@
+"""Autograding a class: exact points for correct, empty, mistaken and hostile submissions.
+
+A small assignment ("mini": the BasicBlock exercise of lesson 03 and one tiny function) keeps
+this fast; every submission really runs through nbgrader autograde in the bubblewrap sandbox.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbgrader.api import Gradebook
+
+from course_utils.grading import demo
+from course_utils.grading.runner import format_table, grade_class
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(shutil.which("bwrap") is None,
+                       reason="bubblewrap is not installed (make system-deps installs it)"),
+]
+ROOT = Path(__file__).resolve().parent.parent
+BLOCK_POINTS, DOUBLE_POINTS = 5, 1
+
+BASIC_BLOCK = '''\
+class BasicBlock(nn.Module):
+    def __init__(self, in_channels, out_channels, stride=1):
+        super().__init__()
+        ### BEGIN SOLUTION
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(out_channels)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(out_channels)
+        self.shortcut = nn.Identity()
+        if stride != 1 or in_channels != out_channels:
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(in_channels, out_channels, 1, stride, bias=False),
+                nn.BatchNorm2d(out_channels))
+        ### END SOLUTION
+
+    def forward(self, x):
+        ### BEGIN SOLUTION
+        out = torch.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return torch.relu(out + self.shortcut(x))
+        ### END SOLUTION
+'''
+
+
+def _cell(kind, source, **nbgrader):
+    cell = nbformat.v4.new_code_cell(source) if kind == "code" else \
+        nbformat.v4.new_markdown_cell(source)
+    if nbgrader:
+        cell.metadata["nbgrader"] = {"schema_version": 3, "locked": False, "solution": False,
+                                     "grade": False, **nbgrader}
+    return cell
+
+
+def mini_assignment() -> nbformat.NotebookNode:
+    nb = nbformat.v4.new_notebook(cells=[
+        _cell("md", f"# Mini\n**Total points: {BLOCK_POINTS + DOUBLE_POINTS + 1}**"),
+        _cell("code", "import torch\nfrom torch import nn\nfrom course_utils.checks import check"),
+        _cell("code", BASIC_BLOCK, grade_id="basic_block_answer", solution=True),
+        _cell("code", 'check("basic_block", BasicBlock)', grade_id="basic_block_check",
+              grade=True, locked=True, points=BLOCK_POINTS),
+        _cell("code", "def double(x):\n    ### BEGIN SOLUTION\n    return 2 * x\n"
+                      "    ### END SOLUTION", grade_id="double_answer", solution=True),
+        _cell("code", "assert double(3) == 6\n### BEGIN HIDDEN TESTS\nassert double(-2) == -4\n"
+                      "### END HIDDEN TESTS", grade_id="double_check", grade=True, locked=True,
+              points=DOUBLE_POINTS),
+        _cell("md", "Why does the skip connection help?", grade_id="why", solution=True,
+              grade=True, points=1),
+    ])
+    nb.cells[-1].source = "Because the gradient flows through the identity."
+    nb.metadata["kernelspec"] = {"name": "cnn-course", "display_name": "Python 3 (CNN course)",
+                                 "language": "python"}
+    return nb
+
+
+def _nbgrader(course: Path, *args: str) -> subprocess.CompletedProcess:
+    env_path = f"{Path(sys.executable).parent}:{__import__('os').environ['PATH']}"
+    return subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=course,
+                          capture_output=True, text=True,
+                          env={**__import__('os').environ, "PATH": env_path,
+                               "COURSE_MODE": "grade"})
+
+
+@pytest.fixture(scope="module")
+def course(tmp_path_factory) -> Path:
+    course = tmp_path_factory.mktemp("course")
+    shutil.copy(ROOT / "nbgrader_config.py", course)
+    (course / "solutions" / "mini").mkdir(parents=True)
+    nbformat.write(mini_assignment(), course / "solutions" / "mini" / "mini.ipynb")
+    proc = _nbgrader(course, "generate_assignment", "mini", "--force")
+    assert proc.returncode == 0, proc.stderr
+    demo.save_submission(course, "correct", "mini", demo.filled("mini", course_dir=course))
+    demo.save_submission(course, "empty", "mini", demo.student_copy("mini", course))
+    mistake = demo.filled("mini", course_dir=course)
+    demo.cell_defining(mistake, "BasicBlock").source = demo.BASIC_BLOCK_RELU_BEFORE_ADD
+    demo.save_submission(course, "relu_before_add", "mini", mistake)
+    demo.add_hostile_students(course, "mini")
+    return course
+
+
+@pytest.fixture(scope="module")
+def graded(course):
+    protected = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in [
+        ROOT / "course_utils" / "checks" / "__init__.py",
+        course / "solutions" / "mini" / "mini.ipynb",
+        course / "submitted" / "correct" / "mini" / "mini.ipynb",
+    ]}
+    report = grade_class(course, workers=2, cell_timeout=15, log=lambda line: None)
+    return report, protected
+
+
+def _scores(course: Path) -> dict[str, dict[str, float]]:
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
+        return {sub.student.id: {g.name: g.auto_score for g in sub.notebooks[0].grades
+                                 if g.cell.cell_type == "code"}
+                for sub in gb.find_assignment("mini").submissions}
+
+
+FULL = {"basic_block_check": BLOCK_POINTS, "double_check": DOUBLE_POINTS}
+BLOCK_WRONG = {"basic_block_check": 0, "double_check": DOUBLE_POINTS}
+EXPECTED = {
+    "correct": FULL,
+    "empty": {"basic_block_check": 0, "double_check": 0},
+    "relu_before_add": BLOCK_WRONG,
+    # The emptied check is restored from the source and fails the buggy block; the deleted
+    # one cannot be run, so nbgrader records no auto score (0 points, left to manual grading).
+    "h1_edited_tests": {"basic_block_check": 0, "double_check": None},
+    "h2_infinite_loop": FULL,             # both runaway cells interrupted, the rest graded
+    "h3_memory_bomb": FULL,               # MemoryError in the sandbox, grading goes on
+    "h4_monkeypatch": BLOCK_WRONG,        # patched checker/torch: still graded on behaviour
+    "h5_vandal": FULL,                    # every write outside its folder fails
+    "h6_exits": FULL,                     # sys.exit, os._exit, SIGKILL: kernel restarted
+    "h7_torchvision_passoff": BLOCK_WRONG,  # torchvision's block is not the student's work
+    "h8_output_flood": FULL,              # output capped, grading unaffected
+    "h9_syntax_error": BLOCK_WRONG,       # only the broken cell's item is lost
+    "h9_invalid_json": {"basic_block_check": 0, "double_check": 0},
+}
+
+
+def test_every_submission_gets_exact_points(course, graded):
+    report, _ = graded
+    assert {r.student for r in report.graded} == set(EXPECTED)
+    assert _scores(course) == EXPECTED, format_table(report.scores)
+
+
+def test_hostile_acts_left_no_trace(course, graded):
+    _, protected = graded
+    for path, digest in protected.items():
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == digest, f"{path} was modified"
+    assert not (course / "pwned.txt").exists()
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
+        assert len(gb.students) == len(EXPECTED)
+
+
+def test_feedback_names_the_mistake_and_the_reasons(course, graded):
+    feedback = course / "feedback"
+    relu = (feedback / "relu_before_add" / "mini" / "mini.html").read_text()
+    assert "before the addition" in relu
+    dead = (feedback / "h6_exits" / "mini" / "mini.html").read_text()
+    assert "ended the Python process" in dead
+    invalid = (feedback / "h9_invalid_json" / "mini" / "mini.html").read_text()
+    assert "could not read your submission" in invalid
+    passoff = (feedback / "h7_torchvision_passoff" / "mini" / "mini.html").read_text()
+    assert "torchvision" in passoff
+
+
+def test_output_flood_is_capped(course, graded):
+    size = (course / "autograded" / "h8_output_flood" / "mini" / "mini.ipynb").stat().st_size
+    assert size < 2_000_000
+    flood = (course / "feedback" / "h8_output_flood" / "mini" / "mini.html").read_text()
+    assert "output truncated by the grader" in flood
+
+
+def test_grades_csv(course, graded):
+    rows = (course / "grades.csv").read_text().splitlines()
+    header = rows[0].split(",")
+    by_student = {r.split(",")[header.index("student_id")]: r.split(",") for r in rows[1:]}
+    assert float(by_student["correct"][header.index("score")]) == BLOCK_POINTS + DOUBLE_POINTS
+    assert float(by_student["empty"][header.index("score")]) == 0
+
+
+def test_rerun_is_idempotent_and_regrades_only_changes(course, graded):
+    before = _scores(course)
+    report = grade_class(course, workers=2, cell_timeout=15, log=lambda line: None)
+    assert report.graded == [] and len(report.skipped) == len(EXPECTED)
+    assert _scores(course) == before
+    # The empty student finishes the work: only that submission is graded again.
+    demo.save_submission(course, "empty", "mini", demo.filled("mini", course_dir=course))
+    report = grade_class(course, workers=2, cell_timeout=15, log=lambda line: None)
+    assert [r.student for r in report.graded] == ["empty"]
+    assert _scores(course)["empty"] == FULL
+
+
+def test_manual_grades_survive_and_count(course, graded):
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
+        grade = gb.find_grade("why", "mini", "mini", "correct")
+        grade.manual_score = 1
+        gb.db.commit()
+        assert gb.find_submission("mini", "correct").score == BLOCK_POINTS + DOUBLE_POINTS + 1
+
+
+def test_dask_local_cluster_gives_the_same_points(course, graded, tmp_path):
+    small = tmp_path / "course"
+    shutil.copytree(course, small, ignore=shutil.ignore_patterns(
+        "autograded", "feedback", "gradebook.db", ".grading_state.json", "grades.csv"))
+    for student in list((small / "submitted").iterdir()):
+        if student.name not in ("correct", "relu_before_add"):
+            shutil.rmtree(student)
+    grade_class(small, workers=2, scheduler="local", cell_timeout=15, log=lambda line: None)
+    scores = _scores(small)
+    assert scores == {s: EXPECTED[s] for s in ("correct", "relu_before_add")}
+
+
+def test_cli_reports_bad_input_in_one_line(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "course_utils.grading", "grade", str(tmp_path)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().startswith("error: no submissions:")
+    assert "Traceback" not in proc.stderr
