@@ -111,8 +111,9 @@ def main(argv: list[str] | None = None) -> int:
         flop_counter_traps()
     worst = max(abs(error(r["macs"] / 1e9, r["doc_gmacs"])) for r in rows)
     exact = all(r["params"] == r["doc_params"] for r in rows)
+    seconds = time.perf_counter() - start
     print(f"course_utils.profile: largest GMAC error {worst:.2f} % (budget 1 %), parameter "
-          f"counts {'all exact' if exact else 'NOT all exact'} ({time.perf_counter() - start:.1f} s)")
+          f"counts {'all exact' if exact else 'NOT all exact'} ({seconds:.1f} s)")
     return 0 if worst <= 1 and exact else 1
 
 
