@@ -15,7 +15,7 @@ export OMP_WAIT_POLICY := PASSIVE
 LESSONS := 01_cnn_basics 02_vgg 03_resnet 04_resnet_variants 05_efficientnet \
            06_vision_transformer 07_transfer_learning
 
-.PHONY: setup system-deps lab test lint student-notebooks grade-demo grade clean
+.PHONY: setup system-deps lab test lint bench student-notebooks formgrader grade-demo grade clean
 
 setup: $(STAMP)
 
@@ -58,6 +58,13 @@ system-deps:
 lint: setup
 	$(BIN)/ruff check .
 
+# Benchmarks (benchmarks/README.md): FLOP counts against torchvision's, training speed of
+# fit() against the textbook loop, run time of every notebook and check against its budget.
+bench: setup
+	$(BIN)/python benchmarks/flops.py
+	$(BIN)/python benchmarks/train_speed.py
+	$(BIN)/python benchmarks/notebooks.py
+
 # Regenerate the student copies in notebooks/ from the instructor sources in solutions/.
 student-notebooks: setup
 	@for id in $(LESSONS); do \
@@ -67,7 +74,10 @@ student-notebooks: setup
 		fi; \
 	done
 
-# Autograding (see README, "For instructors").
+# Autograding and manual grading (see README, "For instructors").
+formgrader: setup
+	$(BIN)/python -m course_utils.lab --instructor
+
 grade-demo: setup system-deps
 	$(BIN)/python -m course_utils.grading demo --out grade-demo
 

@@ -1,6 +1,8 @@
 """Start JupyterLab on the student notebooks: what `make lab` runs.
 
-Usage: python -m course_utils.lab [extra jupyter-lab options, e.g. --port 8899 --no-browser]
+Usage: python -m course_utils.lab [--instructor] [extra jupyter-lab options, e.g. --port 8899]
+
+--instructor serves the course root instead, with nbgrader's formgrader (`make formgrader`).
 """
 
 from __future__ import annotations
@@ -12,19 +14,25 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
-def lab_command(notebook_dir: str | os.PathLike | None = None, extra_args=()) -> list[str]:
-    """The argv that starts JupyterLab on `notebook_dir` (default: the repo's notebooks/)."""
-    notebook_dir = Path(notebook_dir) if notebook_dir else REPO_ROOT / "notebooks"
+def lab_command(notebook_dir: str | os.PathLike | None = None, extra_args=(),
+                instructor: bool = False) -> list[str]:
+    """The argv that starts JupyterLab on `notebook_dir` (default: the repo's notebooks/).
+
+    With `instructor=True` the default folder is the course root and the formgrader is on.
+    """
+    default = REPO_ROOT if instructor else REPO_ROOT / "notebooks"
+    notebook_dir = Path(notebook_dir) if notebook_dir else default
     if not notebook_dir.is_dir():
         raise FileNotFoundError(f"notebook directory not found: {notebook_dir}")
+    # The formgrader expects the course root (where nbgrader_config.py is) as server root;
+    # students open notebooks/, so it stays off for them (see README, "For instructors").
+    formgrader = "True" if instructor else "False"
     return [
         sys.executable, "-m", "jupyterlab",
         f"--ServerApp.root_dir={notebook_dir}",
-        # Students run it locally: listen on loopback only.
+        # Run locally: listen on loopback only.
         "--ServerApp.ip=127.0.0.1",
-        # The instructors' formgrader expects the course root (the repo) as server root;
-        # students open notebooks/, so keep it off here (see README, "For instructors").
-        "--ServerApp.jpserver_extensions={'nbgrader.server_extensions.formgrader': False}",
+        f"--ServerApp.jpserver_extensions={{'nbgrader.server_extensions.formgrader': {formgrader}}}",
         # CI and containers run as root; Jupyter refuses that without this flag.
         *(["--allow-root"] if hasattr(os, "geteuid") and os.geteuid() == 0 else []),
         *extra_args,
@@ -33,8 +41,11 @@ def lab_command(notebook_dir: str | os.PathLike | None = None, extra_args=()) ->
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
-    cmd = lab_command(extra_args=argv)
-    print("Starting JupyterLab on notebooks/ (Ctrl-C to stop)", flush=True)
+    instructor = "--instructor" in argv
+    argv = [arg for arg in argv if arg != "--instructor"]
+    cmd = lab_command(extra_args=argv, instructor=instructor)
+    where = "the course root, with the formgrader (menu Nbgrader)" if instructor else "notebooks/"
+    print(f"Starting JupyterLab on {where} (Ctrl-C to stop)", flush=True)
     os.execv(cmd[0], cmd)
 
 

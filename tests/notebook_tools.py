@@ -46,19 +46,24 @@ def is_autograded_test(cell) -> bool:
     return cell.cell_type == "code" and meta.get("grade", False) and not meta.get("solution", False)
 
 
+def run_nbgrader(cwd: Path, *args: str, mode: str = "grade",
+                 check: bool = False) -> subprocess.CompletedProcess:
+    """Run the `nbgrader` command line in `cwd` with COURSE_MODE=`mode`."""
+    nbgrader = Path(sys.executable).with_name("nbgrader")
+    # nbgrader runs `alembic` from PATH: put this interpreter's bin folder first.
+    env = dict(os.environ, PATH=f"{nbgrader.parent}{os.pathsep}{os.environ.get('PATH', '')}",
+               COURSE_MODE=mode)
+    return subprocess.run([str(nbgrader), *args], cwd=cwd, check=check, capture_output=True,
+                          text=True, env=env)
+
+
 def generate_student_copy(lesson: str, workdir: Path) -> Path:
     """Run nbgrader generate_assignment on a copy of the course; return the generated notebook."""
     shutil.copy(ROOT / "nbgrader_config.py", workdir / "nbgrader_config.py")
     shutil.copytree(ROOT / "solutions" / lesson, workdir / "solutions" / lesson)
-    nbgrader = Path(sys.executable).with_name("nbgrader")
-    subprocess.run(
-        [str(nbgrader), "generate_assignment", lesson, "--force", "--log-level=ERROR",
-         f"--CourseDirectory.root={workdir}",
-         f"--CourseDirectory.db_url=sqlite:///{workdir / 'gradebook.db'}"],
-        cwd=workdir, check=True, capture_output=True, text=True,
-        # nbgrader runs `alembic` from PATH: put this interpreter's bin folder first.
-        env=dict(os.environ, PATH=f"{nbgrader.parent}{os.pathsep}{os.environ.get('PATH', '')}"),
-    )
+    run_nbgrader(workdir, "generate_assignment", lesson, "--force", "--log-level=ERROR",
+                 f"--CourseDirectory.root={workdir}",
+                 f"--CourseDirectory.db_url=sqlite:///{workdir / 'gradebook.db'}", check=True)
     return workdir / "notebooks" / lesson / f"{lesson}.ipynb"
 
 
@@ -89,5 +94,5 @@ def cell_error(cell) -> dict | None:
 
 
 __all__ = ["CellExecutionError", "LESSONS", "ROOT", "cell_error", "execute", "existing_lessons",
-           "generate_student_copy", "is_autograded_test", "nbgrader_meta", "solution_path",
-           "student_path"]
+           "generate_student_copy", "is_autograded_test", "nbgrader_meta", "run_nbgrader",
+           "solution_path", "student_path"]

@@ -7,6 +7,7 @@ this fast; every submission really runs through nbgrader autograde in the bubble
 from __future__ import annotations
 
 import hashlib
+import html
 import shutil
 import subprocess
 import sys
@@ -15,6 +16,7 @@ from pathlib import Path
 import nbformat
 import pytest
 from nbgrader.api import Gradebook
+from notebook_tools import run_nbgrader
 
 from course_utils.grading import demo
 from course_utils.grading.runner import format_table, grade_class
@@ -82,21 +84,13 @@ def mini_assignment() -> nbformat.NotebookNode:
     return nb
 
 
-def _nbgrader(course: Path, *args: str) -> subprocess.CompletedProcess:
-    env_path = f"{Path(sys.executable).parent}:{__import__('os').environ['PATH']}"
-    return subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=course,
-                          capture_output=True, text=True,
-                          env={**__import__('os').environ, "PATH": env_path,
-                               "COURSE_MODE": "grade"})
-
-
 @pytest.fixture(scope="module")
 def course(tmp_path_factory) -> Path:
     course = tmp_path_factory.mktemp("course")
     shutil.copy(ROOT / "nbgrader_config.py", course)
     (course / "solutions" / "mini").mkdir(parents=True)
     nbformat.write(mini_assignment(), course / "solutions" / "mini" / "mini.ipynb")
-    proc = _nbgrader(course, "generate_assignment", "mini", "--force")
+    proc = run_nbgrader(course, "generate_assignment", "mini", "--force")
     assert proc.returncode == 0, proc.stderr
     demo.save_submission(course, "correct", "mini", demo.filled("mini", course_dir=course))
     demo.save_submission(course, "empty", "mini", demo.student_copy("mini", course))
@@ -171,6 +165,15 @@ def test_feedback_names_the_mistake_and_the_reasons(course, graded):
     assert "could not read your submission" in invalid
     passoff = (feedback / "h7_torchvision_passoff" / "mini" / "mini.html").read_text()
     assert "torchvision" in passoff
+    vandal = html.unescape((feedback / "h5_vandal" / "mini" / "mini.html").read_text())
+    for act in ("append to the checker", "delete the solutions", "overwrite the gradebook",
+                "delete another student's work", "read the reference solutions"):
+        assert f"{act} -> blocked" in vandal
+    # (Its file "in the course" lands in the sandbox's private /tmp, where this test's course
+    # lies, and vanishes with it: test_hostile_acts_left_no_trace.)
+    patched = (feedback / "h4_monkeypatch" / "mini" / "mini.html").read_text()
+    # It silenced IPython's error display; nbgrader takes the error from the kernel's reply.
+    assert "showtraceback was disabled" in patched
 
 
 def test_output_flood_is_capped(course, graded):

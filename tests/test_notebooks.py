@@ -13,6 +13,7 @@ import nbformat
 import pytest
 from notebook_tools import (
     LESSONS,
+    ROOT,
     cell_error,
     execute,
     existing_lessons,
@@ -78,6 +79,8 @@ def test_notebook_conventions(lesson):
     points = sum(nbgrader_meta(c).get("points", 0) for c in nb.cells
                  if nbgrader_meta(c).get("grade"))
     assert int(stated.group(1)) == points
+    readme = re.search(rf"^\| {lesson} \| (\d+) \|", (ROOT / "README.md").read_text(), re.M)
+    assert readme and int(readme.group(1)) == points, "README's points table is out of date"
     ids = [nbgrader_meta(c)["grade_id"] for c in nb.cells if nbgrader_meta(c)]
     assert len(ids) == len(set(ids)), "duplicate nbgrader grade_id"
     index = LESSONS.index(lesson)

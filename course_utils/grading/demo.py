@@ -135,6 +135,7 @@ attempts = {{
     "overwrite the gradebook": lambda: open(r"{gradebook}", "w").write("gone"),
     "delete another student's work": lambda: shutil.rmtree(r"{other}"),
     "drop a file in the course": lambda: pathlib.Path(r"{course}/pwned.txt").write_text("x"),
+    "read the reference solutions": lambda: open(r"{reference}").read(),
 }}
 for what, attempt in attempts.items():
     try:
@@ -165,16 +166,21 @@ def _memory(nb, course_dir):
 def _monkeypatch(nb, course_dir):
     cell_defining(nb, "BasicBlock").source = BASIC_BLOCK_NO_SKIP + (
         "\nimport course_utils.checks, torch\n"
-        "course_utils.checks.check = lambda *a, **k: None\n"
+        "try:\n"
+        "    course_utils.checks.check = lambda *a, **k: None\n"
+        "except AttributeError:\n"
+        "    pass  # the checker refuses; try the other tricks\n"
         "torch.allclose = lambda *a, **k: True\n"
-        "torch.testing.assert_close = lambda *a, **k: None\n")
+        "torch.testing.assert_close = lambda *a, **k: None\n"
+        "get_ipython().showtraceback = lambda *a, **k: None  # hide failing tests\n")
 
 
 def _vandal(nb, course_dir):
     insert_after_first_code_cell(nb, VANDAL.format(
         checks=REPO_ROOT / "course_utils" / "checks" / "__init__.py",
         solutions=course_dir / "solutions", gradebook=course_dir / "gradebook.db",
-        other=course_dir / "submitted" / "alice_correct", course=course_dir))
+        other=course_dir / "submitted" / "alice_correct", course=course_dir,
+        reference=REPO_ROOT / "solutions" / "03_resnet" / "03_resnet.ipynb"))
 
 
 def _exits(nb, course_dir):
@@ -242,16 +248,25 @@ def add_hostile_students(course_dir: Path, lesson: str) -> list[str]:
     return [*HOSTILE, INVALID_JSON]
 
 
-def build_class(course_dir: Path, lessons: list[str] | None = None,
-                hostile_lesson: str | None = "03_resnet") -> list[str]:
-    """Create <course_dir> as an nbgrader course with a sample class; return the students."""
+def new_course(course_dir: Path) -> list[str]:
+    """Create <course_dir> afresh as a copy of this course (config, sources, student copies).
+
+    Returns its lessons.
+    """
     if course_dir.exists():
         shutil.rmtree(course_dir)
     course_dir.mkdir(parents=True)
     shutil.copy(REPO_ROOT / "nbgrader_config.py", course_dir)
     shutil.copytree(REPO_ROOT / "solutions", course_dir / "solutions")
     shutil.copytree(REPO_ROOT / "notebooks", course_dir / "notebooks")
-    lessons = lessons or sorted(p.name for p in (course_dir / "solutions").iterdir() if p.is_dir())
+    return sorted(p.name for p in (course_dir / "solutions").iterdir() if p.is_dir())
+
+
+def build_class(course_dir: Path, lessons: list[str] | None = None,
+                hostile_lesson: str | None = "03_resnet") -> list[str]:
+    """Create <course_dir> as an nbgrader course with a sample class; return the students."""
+    all_lessons = new_course(course_dir)
+    lessons = lessons or all_lessons
 
     for lesson in lessons:
         save_submission(course_dir, "alice_correct", lesson, filled(lesson, course_dir=course_dir))

@@ -39,6 +39,11 @@ def merge(course_dir: Path, db_url: str, result: JobResult) -> None:
                     grade.auto_score = scores.get(grade.name)
                 elif grade.cell.cell_type == "code":
                     grade.auto_score = 0.0
+                # nbgrader's rule (SaveAutoGrades): an item needs the instructor when the
+                # grader gave it no score, or when a manual score may be stale after a regrade.
+                grade.needs_manual_grade = (grade.manual_score is not None
+                                            or grade.auto_score is None
+                                            or result.status != "graded")
             for comment in nb.comments:
                 comment.auto_comment = (notes.get(comment.name) if result.status == "graded"
                                         else f"Not graded automatically: {result.message}")

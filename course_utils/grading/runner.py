@@ -26,6 +26,9 @@ from .merge import merge
 STATE_FILE = ".grading_state.json"
 HIDDEN_FROM_STUDENTS = ("solutions", "submitted", "autograded", "feedback", "gradebook.db",
                         ".git", STATE_FILE)
+# The repository this package was installed from holds the reference solutions too (in its
+# files and its git history), wherever the course directory itself lies.
+PACKAGE_REPO = Path(__file__).resolve().parents[2]
 
 
 @dataclass
@@ -167,7 +170,8 @@ def grade_class(course_dir: str | os.PathLike = ".", workers: int | None = None,
         f"{workers} worker(s){' on Dask ' + scheduler if scheduler else ''}")
 
     config = (course_dir / "nbgrader_config.py").read_bytes()
-    hide = [str(course_dir / name) for name in HIDDEN_FROM_STUDENTS]
+    hide = sorted({str(root / name) for root in (course_dir, PACKAGE_REPO)
+                   for name in HIDDEN_FROM_STUDENTS})
     prepared = {a: prepare_assignment(course_dir, db_url, a) for a in sorted({a for _, a, _ in todo})}
     specs = [JobSpec(s, a, config, prepared[a].source, prepared[a].release, prepared[a].gradebook,
                      read_tree(course_dir / "submitted" / s / a), cell_timeout=cell_timeout,
