@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import shutil
+import warnings
 from pathlib import Path
 
 from nbgrader.api import Gradebook, MissingEntry
+from sqlalchemy.exc import SAWarning
 
 from .job import JobResult
 
@@ -20,7 +22,9 @@ def merge(course_dir: Path, db_url: str, result: JobResult) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
 
-    with Gradebook(db_url) as gb:
+    with Gradebook(db_url) as gb, warnings.catch_warnings():
+        # nbgrader's own queries trip SQLAlchemy's autoflush warnings; they are harmless noise.
+        warnings.simplefilter("ignore", SAWarning)
         gb.update_or_create_student(result.student)
         try:
             submission = gb.find_submission(result.assignment, result.student)
