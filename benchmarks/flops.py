@@ -94,7 +94,7 @@ def print_table(rows: list[dict]) -> None:
                   f"({', '.join(r['blind'])}): {missed:,} parameters missed"
                   + (f", MACs {macs_error:+.1f} % (attention)." if macs_error < -1 else "."))
         if macs_error > 1:
-            print(f"  {r['name']}: thop adds the element-wise work of BatchNorm/LayerNorm and "
+            print(f"  {r['name']}: thop adds the element-wise work of BatchNorm and "
                   f"average pooling ({macs_error:+.1f} %); torchvision "
                   "counts the MACs of convolutions, linear layers and matmuls only.")
 
