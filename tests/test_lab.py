@@ -1,15 +1,13 @@
 """`make lab` serves JupyterLab, and its kernel can import course_utils."""
 
 import json
-import shutil
-import socket
-import subprocess
 import time
 import uuid
 
 import pytest
 import requests
 import websocket
+from lab_server import copy_notebooks, serve_lab
 
 from course_utils.lab import REPO_ROOT, lab_command
 
@@ -17,45 +15,11 @@ pytestmark = pytest.mark.slow
 TOKEN = "course-test-token"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def lab_server(tmp_path_factory):
-    notebooks = tmp_path_factory.mktemp("lab") / "notebooks"
-    if (REPO_ROOT / "notebooks").is_dir():
-        shutil.copytree(REPO_ROOT / "notebooks", notebooks)
-    else:
-        notebooks.mkdir()
-    port = _free_port()
-    cmd = lab_command(
-        notebook_dir=notebooks,
-        extra_args=[f"--port={port}", "--no-browser", f"--IdentityProvider.token={TOKEN}"],
-    )
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                pytest.fail(f"JupyterLab exited early:\n{proc.stdout.read()}")
-            try:
-                requests.get(f"{base}/api/status", params={"token": TOKEN}, timeout=2)
-                break
-            except requests.ConnectionError:
-                time.sleep(0.5)
-        else:
-            pytest.fail("JupyterLab did not answer within 90 s")
+    notebooks = copy_notebooks(tmp_path_factory.mktemp("lab") / "notebooks")
+    with serve_lab(notebooks, TOKEN) as base:
         yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 def test_lab_command_refuses_a_missing_directory(tmp_path):
