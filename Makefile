@@ -15,7 +15,7 @@ export OMP_WAIT_POLICY := PASSIVE
 LESSONS := 01_cnn_basics 02_vgg 03_resnet 04_resnet_variants 05_efficientnet \
            06_vision_transformer 07_transfer_learning
 
-.PHONY: setup system-deps lab test lint bench student-notebooks formgrader grade-demo grade clean
+.PHONY: setup system-deps lab test lint bench bench-grading student-notebooks formgrader grade-demo grade clean
 
 setup: $(STAMP)
 
@@ -64,6 +64,10 @@ bench: setup
 	$(BIN)/python benchmarks/flops.py
 	$(BIN)/python benchmarks/train_speed.py
 	$(BIN)/python benchmarks/notebooks.py
+
+# Autograding speed (README, "For maintainers"): needs bubblewrap like `make grade`.
+bench-grading: setup system-deps
+	$(BIN)/python benchmarks/grading.py --students 20
 
 # Regenerate the student copies in notebooks/ from the instructor sources in solutions/.
 student-notebooks: setup

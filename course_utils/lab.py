@@ -44,6 +44,8 @@ def main(argv: list[str] | None = None) -> None:
     instructor = "--instructor" in argv
     argv = [arg for arg in argv if arg != "--instructor"]
     cmd = lab_command(extra_args=argv, instructor=instructor)
+    if instructor:
+        os.chdir(REPO_ROOT)  # nbgrader takes the course root from the working directory
     where = "the course root, with the formgrader (menu Nbgrader)" if instructor else "notebooks/"
     print(f"Starting JupyterLab on {where} (Ctrl-C to stop)", flush=True)
     os.execv(cmd[0], cmd)

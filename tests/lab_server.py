@@ -34,16 +34,22 @@ def copy_notebooks(dest: Path) -> Path:
 
 @contextlib.contextmanager
 def serve_lab(notebook_dir: Path, token: str, env: dict | None = None,
-              start_timeout: float = 90) -> Iterator[str]:
-    """Run `lab_command` (what `make lab` runs) on `notebook_dir`; yield its base URL."""
+              start_timeout: float = 90, instructor: bool = False) -> Iterator[str]:
+    """Run `lab_command` (what `make lab` runs) on `notebook_dir`; yield its base URL.
+
+    instructor=True: what `make formgrader` runs, with `notebook_dir` as the course root.
+    """
     port = free_port()
     cmd = lab_command(
         notebook_dir=notebook_dir,
         extra_args=[f"--port={port}", "--no-browser", f"--IdentityProvider.token={token}"],
+        instructor=instructor,
     )
     # The server's log goes to a file: a pipe nobody reads would block it once full.
     with tempfile.TemporaryFile(mode="w+") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, text=True, env=env)
+        # nbgrader takes the course root from the working directory, as `make formgrader` has it.
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, text=True, env=env,
+                                cwd=notebook_dir if instructor else None)
         base = f"http://127.0.0.1:{port}"
         try:
             deadline = time.monotonic() + start_timeout

@@ -5,6 +5,7 @@ scripts working. Notebook timing is exercised on a two-cell notebook, not on a l
 """
 
 import importlib.util
+import shutil
 import sys
 
 import nbformat
@@ -24,8 +25,8 @@ def _script(name):
     return module
 
 
-flops, notebook_code, notebooks, train_speed = (
-    _script(name) for name in ("flops", "notebook_code", "notebooks", "train_speed"))
+flops, grading, notebook_code, notebooks, train_speed = (
+    _script(name) for name in ("flops", "grading", "notebook_code", "notebooks", "train_speed"))
 
 
 @pytest.fixture
@@ -72,3 +73,13 @@ def test_notebook_and_check_timing(tmp_path, capsys):
     assert "ex2_count_parameters" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         notebooks.main(["--modes", "full"])
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed")
+def test_grading_benchmark_compares_three_graders(capsys):
+    grading.main(["--students", "1", "--lesson", "02_vgg", "--skip-full"])
+    out = capsys.readouterr().out
+    for row in ("plain `nbgrader autograde`, sequential", "course_utils.grading, 1 worker(s)",
+                "course_utils.grading, 2 worker(s)", "students/min"):
+        assert row in out

@@ -1,8 +1,12 @@
 """`make lab` serves JupyterLab, and its kernel can import course_utils."""
 
 import json
+import os
+import shutil
+import sys
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 import requests
@@ -77,3 +81,29 @@ def test_kernel_imports_course_utils(lab_server):
     finally:
         requests.delete(f"{lab_server}/api/kernels/{kernel['id']}", params={"token": TOKEN},
                         timeout=10)
+
+
+def test_students_get_no_formgrader(lab_server):
+    page = requests.get(f"{lab_server}/formgrader", params={"token": TOKEN}, timeout=30)
+    assert page.status_code == 404
+
+
+def test_make_formgrader_serves_the_course(tmp_path):
+    """`make formgrader`: the course root with nbgrader's formgrader, which sees every lesson."""
+    course = tmp_path / "course"
+    course.mkdir()
+    shutil.copy(REPO_ROOT / "nbgrader_config.py", course)
+    shutil.copytree(REPO_ROOT / "solutions", course / "solutions")
+    copy_notebooks(course / "notebooks")
+    # The venv's bin first on PATH, as make does: the formgrader's gradebook runs `alembic`.
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    with serve_lab(course, TOKEN, env=env, instructor=True) as base, requests.Session() as web:
+        page = web.get(f"{base}/formgrader", params={"token": TOKEN}, timeout=60)
+        assert page.status_code == 200
+        # The formgrader's API wants the page's XSRF cookie back, as the browser sends it.
+        listed = web.get(f"{base}/formgrader/api/assignments", params={"token": TOKEN},
+                         headers={"X-XSRFToken": web.cookies.get("_xsrf", "")}, timeout=60)
+        assert listed.status_code == 200, listed.text[:500]
+        listed = listed.json()
+    lessons = sorted(p.name for p in (REPO_ROOT / "solutions").iterdir() if p.is_dir())
+    assert sorted(a["name"] for a in listed) == lessons
