@@ -129,7 +129,9 @@ def _install_kernel(jupyter_dir: Path) -> None:
     spec_dir = jupyter_dir / "kernels" / GRADING_KERNEL
     spec_dir.mkdir(parents=True, exist_ok=True)
     spec_dir.joinpath("kernel.json").write_text(json.dumps({
-        "argv": [sys.executable, "-m", "course_utils.grading.sandbox_kernel",
+        # Run by path, not with -m: importing the course_utils package would load torch in
+        # the launcher too, 3-4 s per kernel start spent before bubblewrap even runs.
+        "argv": [sys.executable, str(Path(__file__).with_name("sandbox_kernel.py")),
                  "-f", "{connection_file}"],
         "display_name": "CNN course (grading sandbox)",
         "language": "python",
