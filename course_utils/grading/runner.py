@@ -186,7 +186,8 @@ def grade_class(course_dir: str | os.PathLike = ".", workers: int | None = None,
         log(f"  {result.student:<24} {result.assignment:<24} {result.status:<7} "
             f"{result.seconds:5.1f} s  {result.message}")
 
-    for assignment in sorted({r.assignment for r in report.graded}):
+    # Feedback is made from autograded notebooks: none exist when every job of one failed.
+    for assignment in sorted({r.assignment for r in report.graded if r.status == "graded"}):
         _nbgrader(course_dir, "generate_feedback", assignment, "--force",
                   f"--CourseDirectory.db_url={db_url}")
     report.csv_path = course_dir / "grades.csv"

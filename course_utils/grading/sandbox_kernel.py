@@ -18,26 +18,30 @@ import sys
 
 DEFAULT_MEMORY = 6 * 2**30  # torch + OpenBLAS threads need ~4 GiB of address space to start
 MAX_FILE_SIZE = 512 * 2**20  # no single file written by a student above 512 MiB
+# The repository holding course_utils (its editable install points here).
+COURSE_CODE = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def bwrap_argv(workdir: str, hide: list[str], kernel_argv: list[str],
                readable: list[str] = ()) -> list[str]:
     """The bubblewrap command that runs `kernel_argv` with only `workdir` writable.
 
-    `readable` files stay visible even under /tmp (the kernel's connection file lives there).
+    `readable` paths stay visible (read-only) even under /tmp: the kernel's connection file,
+    and the Python environment and course code when the course was cloned under /tmp.
     """
     bwrap = shutil.which("bwrap")
     if bwrap is None:
         raise RuntimeError("bubblewrap (bwrap) is not installed: sudo apt-get install bubblewrap")
     argv = [bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
             "--tmpfs", "/tmp", "--die-with-parent", "--new-session", "--unshare-pid"]
+    for path in readable:
+        argv += ["--ro-bind", path, path]
+    # Hidden paths come after: a folder inside a readable one is still covered.
     for path in hide:
         if os.path.isdir(path):
             argv += ["--tmpfs", path]
         elif os.path.exists(path):
             argv += ["--ro-bind", "/dev/null", path]
-    for path in readable:
-        argv += ["--ro-bind", path, path]
     # Bound last so that it stays visible even when it lies under a hidden or tmpfs folder.
     argv += ["--bind", workdir, workdir, "--chdir", workdir, "--setenv", "HOME", "/tmp",
              "--setenv", "MPLCONFIGDIR", "/tmp/matplotlib", "--"]
@@ -58,7 +62,8 @@ def main(argv: list[str] | None = None) -> None:
               *argv]
     os.environ.pop("JPY_PARENT_PID", None)
     connection_file = argv[argv.index("-f") + 1] if "-f" in argv else None
-    cmd = bwrap_argv(os.getcwd(), hide, kernel, readable=[connection_file] if connection_file else [])
+    readable = [p for p in (sys.prefix, COURSE_CODE, connection_file) if p and os.path.exists(p)]
+    cmd = bwrap_argv(os.getcwd(), hide, kernel, readable=readable)
     os.execv(cmd[0], cmd)
 
 
