@@ -15,9 +15,9 @@ from pathlib import Path
 
 import nbformat
 
+from .runner import PACKAGE_REPO as REPO_ROOT
 from .runner import ClassReport, grade_class
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 SOLUTION_MARKERS = re.compile(r"^[ \t]*### (BEGIN|END) SOLUTION[ \t]*\n?", re.M)
 
 # ---------------------------------------------------------------------------------------
