@@ -18,7 +18,8 @@ import sys
 
 DEFAULT_MEMORY = 6 * 2**30  # torch + OpenBLAS threads need ~4 GiB of address space to start
 MAX_FILE_SIZE = 512 * 2**20  # no single file written by a student above 512 MiB
-# The repository holding course_utils (its editable install points here).
+# The repository holding course_utils (runner.PACKAGE_REPO; not imported from there because
+# this launcher runs by path and must not import the package, and torch with it, before bwrap).
 COURSE_CODE = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
