@@ -73,7 +73,7 @@ import torch
 
 # Importing the check modules registers them.
 from . import _ops, basic_block, ex1, ex2, ex3, ex4, ex5, se_block  # noqa: E402,F401,I001
-from ._calls import CheckFailure, UsageError, exception_str
+from ._calls import CheckFailure, Unanswered, UsageError, exception_str
 from ._registry import REGISTRY
 
 _MISSING = object()
@@ -87,6 +87,18 @@ def available_checks() -> dict[str, str]:
 def check(name: str, obj: Any = _MISSING, **options: Any) -> None:
     """Check a graded item; print a ✓ line or raise AssertionError saying what is wrong."""
     __tracebackhide__ = True  # IPython and pytest show the message, not the checker's frames
+    passed, text = judge(name, obj, **options)
+    if not passed:
+        raise AssertionError(text)  # outside any except: no chained traceback
+    print(text)
+
+
+def judge(name: str, obj: Any = _MISSING, **options: Any) -> tuple[bool, str]:
+    """(passed, the ✓ line or the message): the verdict ``check`` shows, as data.
+
+    The grader calls this in its own process with ``obj`` a mirror of the student's object
+    (see _remote); ``check`` calls it in the notebook with the object itself.
+    """
     entry = REGISTRY.get(name) if isinstance(name, str) else None
     if entry is None:
         names = ", ".join(sorted(REGISTRY))
@@ -98,25 +110,20 @@ def check(name: str, obj: Any = _MISSING, **options: Any) -> None:
                         f"it accepts: {allowed}")
     if obj is _MISSING:
         raise TypeError(f"check({name!r}, obj): pass the object to check ({entry.expects})")
-    message = None
     try:
         _ops.verify()
     except _ops.TamperedError as exc:
-        message = (f"The checker can't trust torch in this kernel: {exc}. Something in the "
-                   "notebook modified torch; restart the kernel and run all cells again.")
-    else:
-        try:
-            with _session():
-                summary = entry.func(obj, **options)
-        except CheckFailure as exc:
-            message = str(exc)
-        except UsageError:
-            raise
-        except Exception as exc:  # a bug in the checker: say so instead of a raw traceback
-            message = _internal_error(name, exc)
-    if message is not None:
-        raise AssertionError(message)  # outside the except: no chained traceback
-    print(summary)
+        return False, (f"The checker can't trust torch in this kernel: {exc}. Something in "
+                       "the notebook modified torch; restart the kernel and run all cells again.")
+    try:
+        with _session():
+            return True, entry.func(obj, **options)
+    except CheckFailure as exc:
+        return False, str(exc)
+    except (UsageError, Unanswered):
+        raise
+    except Exception as exc:  # a bug in the checker: say so instead of a raw traceback
+        return False, _internal_error(name, exc)
 
 
 def _internal_error(name: str, exc: Exception) -> str:
@@ -163,4 +170,4 @@ for _name, _module in list(sys.modules.items()):
     if _name == __name__ or _name.startswith(__name__ + "."):
         _module.__class__ = _FrozenModule
 
-__all__ = ["available_checks", "check"]
+__all__ = ["available_checks", "check", "judge"]

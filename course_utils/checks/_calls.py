@@ -30,6 +30,10 @@ class UsageError(ValueError):
     """check() was called wrongly by the notebook's author (a bad option value)."""
 
 
+class Unanswered(RuntimeError):
+    """When grading: the student's kernel gave no usable answer (frozen, or timed out)."""
+
+
 def fail(message: str) -> NoReturn:
     raise CheckFailure(message)
 
@@ -93,6 +97,12 @@ def is_library_file(filename: str) -> bool:
     return any(path == d or path.startswith(d + os.sep) for d in _LIBRARY_DIRS)
 
 
+def _remote_info(exc: BaseException) -> dict | None:
+    """The kernel's own description of an exception raised there (see _remote.RemoteError)."""
+    info = getattr(exc, "info", None)
+    return info if isinstance(info, dict) and "text" in info else None
+
+
 def student_frame(exc: BaseException) -> tuple[str, int, str, str] | None:
     """(filename, line number, function, source line) of the last frame in student code."""
     found = None
@@ -111,6 +121,8 @@ def student_frame(exc: BaseException) -> tuple[str, int, str, str] | None:
 
 
 def where_str(exc: BaseException) -> str:
+    if _remote_info(exc) is not None:
+        return str(_remote_info(exc)["where"])
     frame = student_frame(exc)
     if frame is None:
         return ""
@@ -122,6 +134,8 @@ def where_str(exc: BaseException) -> str:
 
 
 def exception_str(exc: BaseException) -> str:
+    if _remote_info(exc) is not None:
+        return str(_remote_info(exc)["text"])
     try:
         text = str(exc)
     except Exception:
@@ -133,8 +147,10 @@ def exception_str(exc: BaseException) -> str:
 
 
 def not_implemented_message(what: str, exc: BaseException) -> str:
-    frame = student_frame(exc)
-    func = f"`{frame[2]}`" if frame else "your code"
+    remote = _remote_info(exc)
+    frame = student_frame(exc) if remote is None else None
+    name = remote.get("func") if remote is not None else frame[2] if frame else None
+    func = f"`{name}`" if name else "your code"
     return (
         f"Not implemented yet: {func} still raises NotImplementedError (while running {what}). "
         "Replace `raise NotImplementedError()` with your code and run that cell again."
@@ -150,7 +166,7 @@ def call(what: str, fn: Callable[..., Any], *args: Any,
     """
     try:
         return fn(*args, **kwargs)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Unanswered):
         raise
     except NotImplementedError as exc:
         fail(not_implemented_message(what, exc))
@@ -190,3 +206,15 @@ def expect_function(obj: Any, name: str, example: str) -> None:
 def instance_of(obj: Any, what: str, base: type = torch.nn.Module) -> None:
     if not isinstance(obj, base):
         fail(f"{what} gave {describe(obj)}, not an nn.Module.")
+
+
+def source_of(obj: Any) -> str | None:
+    """The student's source code defining ``obj``: when grading, the answer cell the judge
+    read from the notebook (``__course_source__``); in the notebook, ``inspect.getsource``."""
+    source = getattr(obj, "__course_source__", None)
+    if isinstance(source, str):
+        return source
+    try:
+        return inspect.getsource(obj)
+    except (OSError, TypeError):
+        return None

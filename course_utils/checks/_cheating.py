@@ -22,19 +22,47 @@ from torchvision.ops.misc import SqueezeExcitation
 
 from ._calls import fail
 
+ACTIVE_WATCHES: list = []  # open Watch contexts (a mirrored forward reports what the kernel saw)
+
 _TV_DIR = os.path.dirname(os.path.abspath(torchvision.__file__))
 _TV_MODELS_DIR = os.path.join(_TV_DIR, "models") + os.sep
 _TV_MISC = os.path.join(_TV_DIR, "ops", "misc.py")
 _COURSE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # course_utils/
 
 
-def _forbidden_base(klass: type) -> type | None:
+def _mro_names(klass: type) -> list[tuple[str, str]]:
+    """(module, qualname) along the MRO; for a class mirrored from the student's kernel, the
+    names the kernel reported (see _remote)."""
+    names = getattr(klass, "__course_names__", None)
+    if names is not None:
+        return names.mro
+    return [(getattr(b, "__module__", "") or "", b.__qualname__) for b in klass.__mro__]
+
+
+def _members(klass: type) -> list[tuple[str, str, str]]:
+    """(attribute, file, qualname) of the functions defined by the class and its non-torch
+    bases."""
+    names = getattr(klass, "__course_names__", None)
+    if names is not None:
+        return names.members
+    members = []
+    for base in klass.__mro__:
+        if (base.__module__ or "").startswith("torch"):
+            continue
+        for attr, value in vars(base).items():
+            code = getattr(getattr(value, "__func__", value), "__code__", None)
+            if code is not None:
+                members.append((attr, code.co_filename, code.co_qualname))
+    return members
+
+
+def _forbidden_base(klass: type) -> tuple[str, str] | None:
     """The torchvision model class (BasicBlock, Bottleneck, ResNet, ...) or SqueezeExcitation
-    that ``klass`` is or derives from, if any."""
-    for base in getattr(klass, "__mro__", ()):
-        module = getattr(base, "__module__", "") or ""
-        if module.startswith("torchvision.models") or base is SqueezeExcitation:
-            return base
+    that ``klass`` is or derives from, as (module, qualname), if any."""
+    for module, qualname in _mro_names(klass):
+        if module.startswith("torchvision.models") or (
+                module == SqueezeExcitation.__module__ and qualname == "SqueezeExcitation"):
+            return module, qualname
     return None
 
 
@@ -57,23 +85,16 @@ def reject_reference(obj: Any, what: str) -> None:
     klass = obj if inspect.isclass(obj) else type(obj)
     base = _forbidden_base(klass)
     if base is not None:
-        name = f"{base.__module__}.{base.__qualname__}"
-        relation = "is" if base is klass else "subclasses"
-        fail(f"Your {what} {relation} {name}.{_why(what)}")
-    for base in klass.__mro__:
-        if base.__module__.startswith("torch"):
-            continue
-        for attr, value in vars(base).items():
-            func = getattr(value, "__func__", value)
-            code = getattr(func, "__code__", None)
-            if code is not None and _forbidden_code(code.co_filename, code.co_qualname):
-                fail(f"Your {what}'s `{attr}` is torchvision's {code.co_qualname}.{_why(what)}")
+        relation = "is" if base == _mro_names(klass)[0] else "subclasses"
+        fail(f"Your {what} {relation} {base[0]}.{base[1]}.{_why(what)}")
+    for attr, filename, qualname in _members(klass):
+        if _forbidden_code(filename, qualname):
+            fail(f"Your {what}'s `{attr}` is torchvision's {qualname}.{_why(what)}")
     if isinstance(obj, nn.Module):
         for name, sub in obj.named_modules():
             base = _forbidden_base(type(sub))
             if sub is not obj and base is not None:
-                fail(f"Your {what} contains torchvision's {base.__qualname__} (`{name}`)."
-                     + _why(what))
+                fail(f"Your {what} contains torchvision's {base[1]} (`{name}`)." + _why(what))
 
 
 def _restore_profiler(previous: Any) -> None:
@@ -95,7 +116,8 @@ def course_helper(module: str) -> str:
 def reject_course_helper(func: Any, what: str, module: str) -> None:
     """Fail if ``func`` is (or is defined in) the course's own ``course_utils.<module>``."""
     code = getattr(getattr(func, "__func__", func), "__code__", None)
-    defined_in = os.path.abspath(code.co_filename) if code is not None else ""
+    filename = getattr(func, "__course_file__", None) or (code.co_filename if code else "")
+    defined_in = os.path.abspath(filename) if filename else ""
     if (getattr(func, "__module__", "") == f"course_utils.{module}"
             or defined_in == course_helper(module)):
         fail(f"Your {what} is course_utils.{module}.{getattr(func, '__name__', what)}, the "
@@ -111,13 +133,14 @@ class Watch:
         self.forbidden: list[str] = []
         self._check = check_cheating
         self._also = {os.path.abspath(f) for f in also_forbid}
+        self.also = tuple(sorted(self._also))  # asked of the kernel too when grading
         self._hook = self._profile  # one bound method, so sys.getprofile() can be compared
 
     def _pre_hook(self, module: nn.Module, args: Any) -> None:
         self.order.setdefault(id(module), len(self.order))
         base = _forbidden_base(type(module)) if self._check else None
         if base is not None:
-            self.forbidden.append(f"torchvision's {base.__qualname__}")
+            self.forbidden.append(f"torchvision's {base[1]}")
 
     def _profile(self, frame: Any, event: str, arg: Any) -> None:
         if event == "call":
@@ -129,6 +152,7 @@ class Watch:
                 self.forbidden.append(f"course_utils.{module}.{code.co_qualname}")
 
     def __enter__(self) -> Watch:
+        ACTIVE_WATCHES.append(self)  # a mirrored module's forward reports to it (see _remote)
         self._handle = register_module_forward_pre_hook(self._pre_hook)
         self._previous = sys.getprofile()
         if self._check:
@@ -136,6 +160,7 @@ class Watch:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        ACTIVE_WATCHES.remove(self)
         tampered = self._check and sys.getprofile() is not self._hook
         if self._check:
             _restore_profiler(self._previous)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 
@@ -23,3 +24,12 @@ def register(name: str, expects: str, options: tuple[str, ...] = ()) -> Callable
         return func
 
     return decorate
+
+
+# True while the grader's judge runs a check: checks then add their hidden configurations
+# (the extra cases the student's notebook does not run, like nbgrader's hidden tests).
+GRADING: ContextVar[bool] = ContextVar("course_grading", default=False)
+
+
+def grading() -> bool:
+    return GRADING.get()
