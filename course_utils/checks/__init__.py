@@ -97,7 +97,7 @@ def judge(name: str, obj: Any = _MISSING, **options: Any) -> tuple[bool, str]:
     """(passed, the ✓ line or the message): the verdict ``check`` shows, as data.
 
     The grader calls this in its own process with ``obj`` a mirror of the student's object
-    (see _remote); ``check`` calls it in the notebook with the object itself.
+    (see course_utils.grading.mirror); ``check`` calls it in the notebook with the object itself.
     """
     entry = REGISTRY.get(name) if isinstance(name, str) else None
     if entry is None:

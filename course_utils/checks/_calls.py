@@ -98,7 +98,7 @@ def is_library_file(filename: str) -> bool:
 
 
 def _remote_info(exc: BaseException) -> dict | None:
-    """The kernel's own description of an exception raised there (see _remote.RemoteError)."""
+    """The kernel's own description of an exception raised there (see course_utils.grading.mirror)."""
     info = getattr(exc, "info", None)
     return info if isinstance(info, dict) and "text" in info else None
 

@@ -32,7 +32,7 @@ _COURSE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # cou
 
 def _mro_names(klass: type) -> list[tuple[str, str]]:
     """(module, qualname) along the MRO; for a class mirrored from the student's kernel, the
-    names the kernel reported (see _remote)."""
+    names the kernel reported (see course_utils.grading.mirror)."""
     names = getattr(klass, "__course_names__", None)
     if names is not None:
         return names.mro
@@ -152,7 +152,7 @@ class Watch:
                 self.forbidden.append(f"course_utils.{module}.{code.co_qualname}")
 
     def __enter__(self) -> Watch:
-        ACTIVE_WATCHES.append(self)  # a mirrored module's forward reports to it (see _remote)
+        ACTIVE_WATCHES.append(self)  # a mirrored module's forward reports to it (see course_utils.grading.mirror)
         self._handle = register_module_forward_pre_hook(self._pre_hook)
         self._previous = sys.getprofile()
         if self._check:

@@ -6,9 +6,9 @@ a cell is not sent to the student's kernel. For each line the judge
 1. reads the student's code that defines ``Name`` (the answer cell above the test) and
    refuses torchvision's own block handed in as the student's (a static scan; the mirrored
    forward also reports torchvision code it sees running);
-2. asks the kernel, over the oracle protocol (``course_utils.checks._agent``), what ``Name``
+2. asks the kernel, over the oracle protocol (``course_utils.grading.oracle``), what ``Name``
    is, and runs the very check the notebook runs (``course_utils.checks.judge``) on a mirror
-   of it (``course_utils.checks._remote``), with the hidden configurations on;
+   of it (``course_utils.grading.mirror``), with the hidden configurations on;
 3. writes the check's ✓ line as the cell's output, or its message as an error output, so
    nbgrader scores, stores and shows it as if the cell had run.
 
@@ -33,9 +33,10 @@ from nbformat import NotebookNode
 from course_utils.checks import REGISTRY, judge
 from course_utils.checks._calls import Unanswered
 from course_utils.checks._registry import GRADING
-from course_utils.checks._remote import factory, remote_error
 
-AGENT = "__import__('course_utils.checks._agent', fromlist=['serve']).serve({!r})"
+from .mirror import factory, remote_error
+
+ORACLE = "__import__('course_utils.grading.oracle', fromlist=['serve']).serve({!r})"
 # Items judged against torchvision's own code: handing that code in proves nothing.
 TORCHVISION_ITEMS = {"basic_block": "BasicBlock", "se_block": "SqueezeExcitation",
                      "ex2_small_resnet": "BasicBlock", "ex3_se_net": "SqueezeExcitation"}
@@ -133,7 +134,7 @@ class KernelChannel:
             raise Unanswered(self.dead)
         buffer = io.BytesIO()
         torch.save({"op": op, "args": args}, buffer)
-        expression = AGENT.format(base64.b64encode(buffer.getvalue()).decode("ascii"))
+        expression = ORACLE.format(base64.b64encode(buffer.getvalue()).decode("ascii"))
         self.requests += 1
         msg_id = self.client.execute("", silent=True, store_history=False,
                                      user_expressions={"r": expression}, allow_stdin=False)

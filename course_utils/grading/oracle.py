@@ -11,8 +11,8 @@ Nothing here is trusted. The student can replace this module, torch or builtins 
 kernel; the worst they get is answers the judge does not accept, because the judge computes
 every expected value itself, from inputs and weights the kernel has never seen.
 
-The same functions serve the notebook's own ``check`` indirectly: messages about a student's
-exception (:func:`error_info`) are worded by ``_calls`` in both places.
+Messages about a student's exception are worded here, where its traceback is, by the same
+``course_utils.checks._calls`` functions the notebook's ``check`` uses.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from torch.nn.modules.module import (
     register_module_forward_pre_hook,
 )
 
-from ._calls import describe, exception_str, student_frame, where_str
+from course_utils.checks._calls import describe, exception_str, student_frame, where_str
 
 KIND = "__course_kind__"  # tags the dicts that stand for something other than plain data
 _objects: dict[int, Any] = {}
@@ -255,7 +255,7 @@ def _prepare(obj: int, path: str, state: dict, modes: dict) -> nn.Module:
 def op_forward(obj: int, path: str, state: dict, modes: dict, inputs: tuple,
                record: bool = False, watch: tuple | None = None) -> dict:
     """Load ``state``, run forward on ``inputs``; the output and what happened on the way."""
-    from ._cheating import Watch
+    from course_utils.checks._cheating import Watch
 
     module = _prepare(obj, path, state, modes)
     before = [t.clone() for t in inputs]
@@ -323,7 +323,7 @@ def _after(value: Any) -> Any:
 
 
 def op_call(obj: int, args: tuple, kwargs: dict, watch: tuple | None = None) -> dict:
-    from ._cheating import Watch
+    from course_utils.checks._cheating import Watch
 
     watcher = Watch(also_forbid=watch) if watch is not None else None
     if watcher:
