@@ -1,9 +1,13 @@
 """Autograding a class with nbgrader: parallel, resumable, and safe against hostile notebooks.
 
 Modules:
+- judge: decides graded test cells in the grading process, with the kernel as an oracle;
+- judged: nbgrader's Execute step that hands graded test cells to the judge;
+- oracle: the kernel-side half of the judge (answers requests with data only);
+- mirror: the judge's stand-ins for the student's classes, modules and functions;
 - sandbox_kernel: the grading kernel, started inside bubblewrap with a memory cap;
 - capped_stream: caps what one cell may print;
-- execute: nbgrader's Execute step, made to survive a kernel that kills itself;
+- execute: nbgrader's Execute step, made to survive a kernel that dies or freezes;
 - job: grade one (student, assignment) in a private course directory;
 - merge: copy a job's result into the course gradebook (the only writer);
 - runner: find submissions, skip unchanged ones, run jobs in processes or on Dask;

@@ -203,6 +203,71 @@ def _syntax_error(nb, course_dir):
     cell.source = cell.source.replace("def forward(self, x):", "def forward(self, x)", 1)
 
 
+# The attacks on the verdict itself. Each hands in a block without a skip connection and tries
+# to make the grader accept it anyway; the judge decides outside the kernel, so none works.
+REBIND_CHECK = """
+from course_utils.checks import check as _real_check
+_real_check.__code__ = (lambda *a, **k: None).__code__  # the checker's own code, rebound
+check = lambda *a, **k: None                              # and the name the test cells call
+"""
+INPUT_TRANSFORMER = """
+def _skip_checks(lines):  # every later cell that starts with check( becomes `pass`
+    return ["pass\\n" if line.startswith("check(") else line for line in lines]
+
+
+get_ipython().input_transformers_cleanup.append(_skip_checks)
+"""
+PATCHED_BUILTINS = """
+import builtins
+builtins.abs = lambda x: 0
+builtins.max = lambda *a, **k: 0
+builtins.float = lambda *a: 0.0
+builtins.AssertionError = type("NotAnError", (Exception,), {})
+"""
+FORGED_ORACLE = """
+import torch
+import course_utils.grading.oracle as _oracle
+
+_honest = _oracle.op_forward
+
+
+def _forged(obj, path, state, modes, inputs, **kwargs):  # answer relu(x) + garbage
+    reply = _honest(obj, path, state, modes, inputs, **kwargs)
+    out = reply["out"]
+    if isinstance(out, torch.Tensor) and out.shape == inputs[0].shape:
+        reply["out"] = torch.relu(inputs[0])
+    return reply
+
+
+_oracle.OPS["forward"] = _forged
+"""
+BASIC_BLOCK_OBFUSCATED_TORCHVISION = '''\
+import importlib
+
+_Base = getattr(importlib.import_module("torchvision.mo" + "dels.res" + "net"), "Basic" + "Block")
+
+
+class BasicBlock(_Base):
+    def __init__(self, in_channels, out_channels, stride=1):
+        downsample = None
+        if stride != 1 or in_channels != out_channels:
+            downsample = nn.Sequential(
+                nn.Conv2d(in_channels, out_channels, 1, stride, bias=False),
+                nn.BatchNorm2d(out_channels))
+        super().__init__(in_channels, out_channels, stride, downsample)
+'''
+
+
+def _attack(code: str) -> Callable:
+    def edit(nb, course_dir):
+        cell_defining(nb, "BasicBlock").source = BASIC_BLOCK_NO_SKIP + code
+    return edit
+
+
+def _obfuscated(nb, course_dir):
+    cell_defining(nb, "BasicBlock").source = BASIC_BLOCK_OBFUSCATED_TORCHVISION
+
+
 def _mistake(name: str, source: str) -> Callable:
     def edit(nb, course_dir):
         cell_defining(nb, name).source = source
@@ -220,6 +285,11 @@ HOSTILE = {
     "h7_torchvision_passoff": _passoff,
     "h8_output_flood": _flood,
     "h9_syntax_error": _syntax_error,
+    "j1_rebinds_check": _attack(REBIND_CHECK),
+    "j2_input_transformer": _attack(INPUT_TRANSFORMER),
+    "j3_patched_builtins": _attack(PATCHED_BUILTINS),
+    "j4_forged_oracle": _attack(FORGED_ORACLE),
+    "j5_hidden_torchvision": _obfuscated,
 }
 # student -> (lesson, edit)
 MISTAKES = {
@@ -237,7 +307,7 @@ def save_submission(course_dir: Path, student: str, lesson: str, nb) -> None:
 
 
 def add_hostile_students(course_dir: Path, lesson: str) -> list[str]:
-    """The nine hostile or broken submissions of `lesson` (each: the correct one plus one act)."""
+    """The hostile or broken submissions of `lesson` (each: the correct one plus one act)."""
     for student, edit in HOSTILE.items():
         nb = filled(lesson, course_dir=course_dir)
         edit(nb, course_dir)

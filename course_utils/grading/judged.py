@@ -13,7 +13,7 @@ from jupyter_client import BlockingKernelClient
 from jupyter_core.utils import run_sync
 from nbformat import NotebookNode
 
-from .execute import SurvivingExecute
+from .execute import GAVE_UP, MAX_RESTARTS, SurvivingExecute, _error
 from .judge import KernelChannel, NotJudgeable, is_judged_cell, judge_cell, outputs_for
 
 NOT_JUDGEABLE = ("The grader runs only check(...) lines in a graded test cell, and this one "
@@ -31,6 +31,9 @@ class JudgedExecute(SurvivingExecute):
                                                     store_history)
         if getattr(self, "_replaying", False):
             return cell  # a verdict needs no replay: nothing in the kernel depends on it
+        if self._restarts > MAX_RESTARTS:
+            cell.outputs = [_error("KernelDied", GAVE_UP)]
+            return cell
         channel = self._channel()
         try:
             verdicts = judge_cell(self.nb.cells, cell_index, channel)
@@ -46,8 +49,9 @@ class JudgedExecute(SurvivingExecute):
             channel.client.stop_channels()
         if channel.dead:
             # The kernel hangs or is frozen: start a fresh one for the cells below.
-            self._restarts = getattr(self, "_restarts", 0) + 1
-            await self._restart_and_replay(cell_index)
+            self._restarts += 1
+            if self._restarts <= MAX_RESTARTS:
+                await self._restart_and_replay(cell_index)
         return cell
 
     execute_cell = run_sync(async_execute_cell)
