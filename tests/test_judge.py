@@ -1,0 +1,137 @@
+"""The judge's own rules: which test cells it runs, what it refuses to trust, how it gives up.
+
+A real IPython kernel plays the student's kernel; nothing here goes through nbgrader (the
+grading tests do that end to end).
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import time
+
+import nbformat
+import pytest
+import torch
+from jupyter_client.manager import KernelManager
+
+from course_utils.checks._calls import Unanswered
+from course_utils.grading.judge import (
+    CheckCall,
+    KernelChannel,
+    NotJudgeable,
+    judge_cell,
+    parse_checks,
+    static_scan,
+)
+
+
+def test_parse_check_lines_and_their_options():
+    calls = parse_checks('# graded\ncheck("basic_block", BasicBlock)\n'
+                         'check("ex4_efficiency_table", efficiency_table, '
+                         'rows=globals().get("ex4_rows"), size=224)\ncheck("se_block", None)')
+    assert calls == [
+        CheckCall("basic_block", "BasicBlock"),
+        CheckCall("ex4_efficiency_table", "efficiency_table",
+                  {"rows": ("global", "ex4_rows"), "size": ("literal", 224)}),
+        CheckCall("se_block", None),
+    ]
+
+
+@pytest.mark.parametrize("source,words", [
+    ("assert double(3) == 6", "line 1 is not a check"),
+    ('check("basic_block", BasicBlock)\nprint("done")', "line 2 is not a check"),
+    ('check("basic_block", make_block())', "must be a name"),
+    ('check("basic_block", BasicBlock, configs=build())', "neither a literal nor a name"),
+    ("check(", "not valid Python"),
+    ("# nothing", "no check"),
+])
+def test_other_code_in_a_test_cell_is_not_judgeable(source, words):
+    with pytest.raises(NotJudgeable, match=words):
+        parse_checks(source)
+
+
+def test_static_scan_finds_torchvision_in_the_defining_cell_only_for_its_items():
+    source = "from torchvision.models.resnet import BasicBlock as TV\n\nclass BasicBlock(TV): ..."
+    message = static_scan("basic_block", source, "BasicBlock")
+    assert "found by reading your code, line 1" in message
+    assert static_scan("ex1_plain_cnn", source, "PlainCNN") is None
+    commented = "# unlike torchvision.models.resnet, this block is my own\nclass BasicBlock: ..."
+    assert static_scan("basic_block", commented, "BasicBlock") is None
+
+
+@pytest.fixture(scope="module")
+def kernel():
+    km = KernelManager(kernel_name="python3")
+    km.start_kernel()
+    kc = km.client()
+    kc.start_channels()
+    kc.wait_for_ready(timeout=120)
+    yield km, kc
+    kc.stop_channels()
+    km.shutdown_kernel(now=True)
+
+
+def _run(kc, code: str) -> None:
+    assert kc.execute_interactive(code, timeout=60)["content"]["status"] == "ok"
+
+
+def _cells(*sources: str) -> list:
+    return [nbformat.v4.new_code_cell(s) for s in sources]
+
+
+def test_answers_that_are_not_plain_data_are_refused(kernel):
+    """The judge reads answers with weights_only=True: a pickled object is never built."""
+    _, kc = kernel
+    _run(kc, "import base64, io, torch, collections\n"
+             "import course_utils.grading.oracle as oracle\n"
+             "class Payload:\n    def __reduce__(self):\n        return (print, ('pwned',))\n"
+             "def forged(request):\n"
+             "    buffer = io.BytesIO()\n"
+             "    torch.save({'ok': True, 'value': Payload()}, buffer)\n"
+             "    return base64.b64encode(buffer.getvalue()).decode()\n"
+             "honest_serve, oracle.serve = oracle.serve, forged\n")
+    try:
+        with pytest.raises(Unanswered, match="not readable data"):
+            KernelChannel(kc, timeout=30)("lookup", {"name": "x"})
+        (verdict,) = judge_cell(_cells("def f(m): pass", "check('ex2_count_parameters', f)"),
+                                1, KernelChannel(kc, timeout=30))
+        assert not verdict.passed and "not readable data" in verdict.text
+    finally:
+        _run(kc, "oracle.serve = honest_serve")
+
+
+def test_requests_are_not_rewritten_by_input_transformers(kernel):
+    _, kc = kernel
+    # Every cell becomes 1/0, except the one that removes the transformer again.
+    _run(kc, "get_ipython().input_transformers_cleanup.append(\n"
+             "    lambda lines: lines if 'UNDO' in ''.join(lines) else ['1/0\\n'])")
+    try:
+        assert kc.execute_interactive("1", timeout=30)["content"]["status"] == "error"
+        assert KernelChannel(kc, timeout=30)("lookup", {"name": "no_such_name"}) == \
+            {"kind": "missing"}
+    finally:
+        _run(kc, "get_ipython().input_transformers_cleanup.pop()  # UNDO")
+
+
+def test_a_busy_kernel_costs_one_timeout_then_every_request_fails_at_once(kernel):
+    km, kc = kernel
+    kc.execute("import time\nwhile True: time.sleep(0.1)")
+    channel = KernelChannel(kc, timeout=2)
+    start = time.monotonic()
+    with pytest.raises(Unanswered, match="did not answer within 2 s"):
+        channel("lookup", {"name": "x"})
+    with pytest.raises(Unanswered):
+        channel("lookup", {"name": "x"})
+    assert time.monotonic() - start < 10
+    km.interrupt_kernel()
+    kc.get_shell_msg(timeout=30)  # the interrupted loop's reply
+    kc.get_shell_msg(timeout=30)  # and the unanswered request's, now answered
+
+
+def test_reply_bytes_round_trip_is_weights_only():
+    buffer = io.BytesIO()
+    torch.save({"ok": True, "value": {"out": torch.ones(2), "n": 3}}, buffer)
+    data = torch.load(io.BytesIO(base64.b64decode(base64.b64encode(buffer.getvalue()))),
+                      weights_only=True)
+    assert data["value"]["n"] == 3
