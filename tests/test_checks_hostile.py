@@ -1,19 +1,21 @@
-"""Cheating and monkeypatching: torchvision's own blocks are refused, patches change nothing."""
+"""Handing in torchvision's own blocks is refused; patched layers are graded as what they do.
 
-import importlib
+(Attacks on the checker itself — rebinding check, patching torch or builtins, input
+transformers — no longer matter for grades: the grader's judge decides outside the kernel.
+tests/test_grading.py grades such submissions end to end.)
+"""
+
 import sys
 
 import pytest
 import torch
 import torch.nn.functional as F
 import torchvision
-from checks_corpus import BasicBlock, ResNetStyle, SEBlock
+from checks_corpus import BasicBlock, ResNetStyle
 from torch import nn
-from torch.utils._python_dispatch import TorchDispatchMode
 from torchvision.models.resnet import BasicBlock as TVBasicBlock
 from torchvision.ops import SqueezeExcitation
 
-import course_utils.checks
 from course_utils.checks import check
 
 
@@ -147,25 +149,6 @@ class Wrong(nn.Module):
         return self.conv(x)
 
 
-def test_comparison_patches_change_nothing(monkeypatch, capsys):
-    always_true = lambda *a, **k: True  # noqa: E731
-    zero = lambda a, *rest, **k: torch.zeros_like(a) if isinstance(a, torch.Tensor) else 0.0  # noqa: E731
-    monkeypatch.setattr(torch, "allclose", always_true)
-    monkeypatch.setattr(torch, "equal", always_true)
-    monkeypatch.setattr(torch, "isclose", always_true)
-    monkeypatch.setattr(torch.Tensor, "__eq__", always_true)
-    monkeypatch.setattr(torch.Tensor, "__sub__", zero)
-    monkeypatch.setattr(torch.Tensor, "abs", zero)
-    monkeypatch.setattr(torch.Tensor, "max", zero)
-    monkeypatch.setattr(torch.Tensor, "item", lambda self: 0.0)
-    monkeypatch.setattr(torch, "abs", zero)
-    monkeypatch.setattr(torch, "max", zero)
-    assert "does not behave like torchvision's BasicBlock" in message("basic_block", Wrong)
-    check("basic_block", BasicBlock)  # a correct block still passes
-    check("se_block", SEBlock)
-    assert capsys.readouterr().out.count("✓") == 2
-
-
 def test_patched_layers_are_graded_as_what_the_code_does(monkeypatch):
     monkeypatch.setattr(F, "relu", lambda x, inplace=False: x)
     assert "does not behave like torchvision's BasicBlock" in message("basic_block", BasicBlock)
@@ -173,46 +156,6 @@ def test_patched_layers_are_graded_as_what_the_code_does(monkeypatch):
     monkeypatch.setattr(nn.Conv2d, "forward", lambda self, x: torch.zeros(
         x.shape[0], self.out_channels, x.shape[2] // self.stride[0], x.shape[3] // self.stride[1]))
     assert "does not behave like torchvision's BasicBlock" in message("basic_block", BasicBlock)
-
-
-def test_check_itself_cannot_be_replaced():
-    with pytest.raises(AttributeError, match="can't be replaced"):
-        course_utils.checks.check = lambda *a, **k: None
-    with pytest.raises(AttributeError, match="can't be deleted"):
-        del course_utils.checks.check
-    with pytest.raises(AttributeError, match="can't be replaced"):
-        course_utils.checks._ops.close = lambda *a, **k: True
-    with pytest.raises(AttributeError, match="can't be replaced"):
-        course_utils.checks._behaviour.compare_module = lambda *a, **k: None
-    from course_utils.checks import check as reimported
-
-    assert reimported is check
-    assert "does not behave like" in message("basic_block", Wrong)
-
-
-def test_reimport_after_removing_the_module_gives_a_working_check(monkeypatch):
-    monkeypatch.setattr(course_utils, "checks", course_utils.checks)  # restored afterwards
-    for name in [m for m in sys.modules if m.startswith("course_utils.checks")]:
-        monkeypatch.delitem(sys.modules, name)
-    fresh = importlib.import_module("course_utils.checks")
-    with pytest.raises(AssertionError):
-        fresh.check("basic_block", Wrong)
-
-
-class Lies(TorchDispatchMode):
-    """Makes every subtraction return zeros."""
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
-        if "sub" in str(func) and isinstance(out, torch.Tensor):
-            return torch.zeros_like(out)
-        return out
-
-
-def test_active_dispatch_mode_is_refused():
-    with Lies():
-        text = message("basic_block", Wrong)
-    assert "can't trust torch in this kernel" in text and "restart the kernel" in text
 
 
 class Sub(torch.Tensor):

@@ -21,9 +21,10 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import torch
 from torch import Tensor, nn
 
-from . import _ops
+from . import _tensors
 from ._calls import call, describe, fail, n, shape_str
 from ._cheating import Watch
 from ._weights import Params, Slot, Unit, assignments, count_params, load, random_params, units_of
@@ -63,7 +64,7 @@ class Subject:
 
     @property
     def what(self) -> str:
-        return f"{self.call} with x of shape {shape_str(_ops.size(self.x))}"
+        return f"{self.call} with x of shape {shape_str(self.x.size())}"
 
 
 def set_mode(module: nn.Module, training: bool) -> None:
@@ -76,7 +77,7 @@ def set_mode(module: nn.Module, training: bool) -> None:
 
 def forward(subject: Subject, x: Tensor | None = None) -> Tensor:
     """Run the student's module on a copy of the input; fail unless it returns one tensor."""
-    x = _ops.clone(subject.x if x is None else x)
+    x = torch.clone(subject.x if x is None else x)
     out = call(subject.what, subject.module, x)
     if type(out) is not Tensor:
         if isinstance(out, Tensor):
@@ -95,12 +96,12 @@ def probe(subject: Subject, expected: tuple[int, ...] | None,
           crash_hint: Callable[[BaseException], str] | str = "") -> Tensor:
     """First run: order of layers, no torchvision code, shape (unless ``expected`` is None),
     input untouched."""
-    before = _ops.clone(subject.x)
+    before = torch.clone(subject.x)
     with Watch(check_cheating=cheat_name is not None) as watch:
         out = call(subject.what, subject.module, subject.x, hint=crash_hint)
     if cheat_name is not None:
         watch.reject(cheat_name)
-    if _ops.max_abs_diff(before, subject.x) != 0.0:
+    if _tensors.max_abs_diff(before, subject.x) != 0.0:
         fail(
             f"{subject.what} changed its input x in place (e.g. `x += ...`, `x.relu_()` or an "
             "inplace=True layer applied to x). The caller's tensor must stay unchanged: the "
@@ -108,7 +109,7 @@ def probe(subject: Subject, expected: tuple[int, ...] | None,
         )
     subject.x = before
     out = forward(subject) if type(out) is not Tensor else out
-    got = _ops.shape(out)
+    got = tuple(out.shape)
     if expected is not None and got != tuple(expected):
         hint = shape_hint(got, tuple(expected)) if shape_hint else ""
         fail(f"{subject.what} returned shape {shape_str(got)}; expected {shape_str(expected)}."
@@ -121,16 +122,16 @@ def probe(subject: Subject, expected: tuple[int, ...] | None,
 
 def check_gradient(subject: Subject) -> None:
     """Gradients must reach the input (nothing detached in forward)."""
-    x = _ops.requires_grad_(_ops.clone(subject.x), True)
-    with _ops.enable_grad():
+    x = torch.Tensor.requires_grad_(torch.clone(subject.x), True)
+    with torch.enable_grad():
         out = call(f"{subject.what} (with x.requires_grad=True)", subject.module, x)
         if type(out) is not Tensor or not out.requires_grad:
             fail(f"{subject.what}: no gradient reaches the output from x. Something in forward "
                  "detaches the tensor (.detach(), .data, .numpy(), torch.tensor(...)), so the "
                  "layers before this block could never learn.")
-        (grad,) = call(f"backward through {subject.call}", _ops.autograd_grad,
-                       _ops.tsum(out), x, allow_unused=True)
-    if grad is None or _ops.max_abs(grad) == 0.0:
+        (grad,) = call(f"backward through {subject.call}", torch.autograd.grad,
+                       torch.sum(out), x, allow_unused=True)
+    if grad is None or _tensors.max_abs(grad) == 0.0:
         fail(f"{subject.what}: no gradient reaches the input x. Something in forward detaches "
              "the tensor (.detach(), .data, .numpy(), torch.tensor(...)).")
 
@@ -141,14 +142,14 @@ def _outputs(subject: Subject, variant: Variant, params: Params, modes: tuple[bo
     result = {}
     for training in modes:
         try:
-            with _ops.no_grad():
-                ref = variant.forward(params, _ops.clone(subject.x), training)
+            with torch.no_grad():
+                ref = variant.forward(params, torch.clone(subject.x), training)
         except RuntimeError:  # e.g. a mistake that only has a meaning for some shapes
             return None
         set_mode(subject.module, training)
         try:
-            with _ops.no_grad():
-                out = subject.module(_ops.clone(subject.x))
+            with torch.no_grad():
+                out = subject.module(torch.clone(subject.x))
         except Exception:
             out = None
         result[training] = (out if type(out) is Tensor else None, ref)
@@ -158,11 +159,11 @@ def _outputs(subject: Subject, variant: Variant, params: Params, modes: tuple[bo
 def _same(out: Tensor | None, ref: Tensor) -> bool:
     if out is None:
         return False
-    if _ops.shape(out) != _ops.shape(ref):
-        if _ops.numel(out) != _ops.numel(ref):
+    if tuple(out.shape) != tuple(ref.shape):
+        if torch.numel(out) != torch.numel(ref):
             return False
-        out = _ops.reshape(out, _ops.shape(ref))  # e.g. gates returned as (b, c)
-    return _ops.close(out, ref, TOLERANCE)
+        out = torch.reshape(out, tuple(ref.shape))  # e.g. gates returned as (b, c)
+    return _tensors.close(out, ref, TOLERANCE)
 
 
 def match(subject: Subject, variant: Variant, seed: int, modes: tuple[bool, ...] = (False, True),
@@ -179,7 +180,7 @@ def match(subject: Subject, variant: Variant, seed: int, modes: tuple[bool, ...]
         if diffs is not None and k == 0:
             for training, (out, ref) in outputs.items():
                 mode = "train" if training else "eval"
-                diffs[mode] = float("inf") if out is None else _ops.max_abs_diff(out, ref)
+                diffs[mode] = float("inf") if out is None else _tensors.max_abs_diff(out, ref)
         if all(_same(out, ref) for out, ref in outputs.values()):
             used = {id(u) for u in assignment.values()}
             return Match(variant, assignment, notes, [u for u in units if id(u) not in used])

@@ -19,8 +19,6 @@ from typing import Any, NoReturn
 
 import torch
 
-from . import _ops
-
 
 class CheckFailure(AssertionError):
     """A verdict: the student's object is wrong (the message says why)."""
@@ -58,7 +56,7 @@ def call_str(name: str, *args: Any, **kwargs: Any) -> str:
 def describe(obj: Any) -> str:
     """A short, safe description of any object for messages."""
     if isinstance(obj, torch.Tensor):
-        return f"a tensor of shape {shape_str(_ops.size(obj))}"
+        return f"a tensor of shape {shape_str(obj.size())}"
     if obj is None:
         return "None"
     if isinstance(obj, tuple | list):

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
 from torch import Tensor, nn
 from torch.nn.modules.module import register_module_forward_hook
 
-from . import _ops
+from . import _tensors
 from ._calls import call, call_str, describe, fail, instance_of, shape_str
 from ._cheating import Watch
 
@@ -35,33 +36,33 @@ def run_classifier(model: nn.Module, x: Tensor, num_classes: int, what: str,
         kind = (f"a {type(out).__qualname__} (a subclass of torch.Tensor)"
                 if isinstance(out, Tensor) else describe(out))
         fail(f"{what} returned {kind}; forward must return one plain tensor of logits.")
-    expected = (_ops.shape(x)[0], num_classes)
-    if _ops.shape(out) != expected:
-        fail(f"{what} returned shape {shape_str(_ops.shape(out))}; expected {shape_str(expected)}"
+    expected = (tuple(x.shape)[0], num_classes)
+    if tuple(out.shape) != expected:
+        fail(f"{what} returned shape {shape_str(tuple(out.shape))}; expected {shape_str(expected)}"
              f" (batch, num_classes): one logit per class for each image.")
-    if _ops.max_abs(out) == float("inf"):
+    if _tensors.max_abs(out) == float("inf"):
         fail(f"{what} returned NaN or infinite logits.")
     return out
 
 
 def _depends_on_input(out: object) -> bool:
     """Do the batch's two samples (different images) give different outputs?"""
-    if type(out) is not Tensor or _ops.shape(out)[0] < 2:
+    if type(out) is not Tensor or tuple(out.shape)[0] < 2:
         return True
-    scale = _ops.max_abs(out)
-    return _ops.max_abs_diff(_ops.select(out, 0, 0), _ops.select(out, 0, 1)) > 1e-6 * max(1.0, scale)
+    scale = _tensors.max_abs(out)
+    return _tensors.max_abs_diff(torch.select(out, 0, 0), torch.select(out, 0, 1)) > 1e-6 * max(1.0, scale)
 
 
 def _run_zeroed(module: nn.Module, conv: nn.Conv2d, x: Tensor) -> object:
-    saved = _ops.clone(conv.weight)
-    with _ops.no_grad():
-        _ops.zero_(conv.weight)
+    saved = torch.clone(conv.weight)
+    with torch.no_grad():
+        conv.weight.zero_()
         try:
-            return module(_ops.clone(x))
+            return module(torch.clone(x))
         except Exception:
             return None
         finally:
-            _ops.copy_(conv.weight, saved)
+            conv.weight.copy_(saved)
 
 
 def bypassed_conv(model: nn.Module, x: Tensor) -> str | None:
@@ -87,12 +88,12 @@ def _inputs(model: nn.Module, x: Tensor) -> dict[int, tuple[Tensor, tuple[int, .
     def hook(module: nn.Module, args: tuple, output: object) -> None:
         if (id(module) not in seen and len(args) == 1 and type(args[0]) is Tensor
                 and type(output) is Tensor):
-            seen[id(module)] = (_ops.clone(args[0]), _ops.shape(output))
+            seen[id(module)] = (torch.clone(args[0]), tuple(output.shape))
 
     handle = register_module_forward_hook(hook)
     try:
-        with _ops.no_grad():
-            model(_ops.clone(x))
+        with torch.no_grad():
+            model(torch.clone(x))
     except Exception:
         pass
     finally:
@@ -131,11 +132,11 @@ def unused_parameters(model: nn.Module, x: Tensor) -> list[str]:
     if not params:
         return []
     model.eval()
-    with _ops.enable_grad():
-        out = model(_ops.clone(x))
+    with torch.enable_grad():
+        out = model(torch.clone(x))
         if type(out) is not Tensor or not out.requires_grad:
             return [name for name, _ in params]
-        grads = _ops.autograd_grad(_ops.tsum(out), [p for _, p in params], allow_unused=True)
+        grads = torch.autograd.grad(torch.sum(out), [p for _, p in params], allow_unused=True)
     return [name for (name, _), g in zip(params, grads, strict=True) if g is None]
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from . import _ops
+from . import _tensors
 
 Params = dict[str, dict[str, torch.Tensor]]
 
@@ -145,22 +145,22 @@ def assignments(slots: list[Slot], units: list[Unit], order: list[int] | None = 
 
 def random_params(slots: list[Slot], seed: int) -> Params:
     """Non-trivial values: random weights, biases, BatchNorm affine and running statistics."""
-    g = _ops.generator(seed)
+    g = _tensors.generator(seed)
     params: Params = {}
     for s in slots:
         if s.kind == "bn":
             (c,) = s.shape
             params[s.name] = {
-                "weight": _ops.add(_ops.mul(_ops.randn((c,), generator=g), 0.3), 1.0),
-                "bias": _ops.mul(_ops.randn((c,), generator=g), 0.5),
-                "running_mean": _ops.mul(_ops.randn((c,), generator=g), 0.3),
-                "running_var": _ops.add(_ops.rand((c,), generator=g), 0.5),
+                "weight": torch.add(torch.mul(torch.randn((c,), generator=g), 0.3), 1.0),
+                "bias": torch.mul(torch.randn((c,), generator=g), 0.5),
+                "running_mean": torch.mul(torch.randn((c,), generator=g), 0.3),
+                "running_var": torch.add(torch.rand((c,), generator=g), 0.5),
             }
             continue
         fan_in = math.prod(s.shape[1:])
-        entry = {"weight": _ops.mul(_ops.randn(s.shape, generator=g), 1.0 / math.sqrt(fan_in))}
+        entry = {"weight": torch.mul(torch.randn(s.shape, generator=g), 1.0 / math.sqrt(fan_in))}
         if s.bias is not False:
-            entry["bias"] = _ops.mul(_ops.randn((s.shape[0],), generator=g), 0.5)
+            entry["bias"] = torch.mul(torch.randn((s.shape[0],), generator=g), 0.5)
         params[s.name] = entry
     return params
 
@@ -175,25 +175,25 @@ def load(slots: list[Slot], assignment: dict[int, Unit], params: Params) -> tupl
     """
     effective: Params = {k: dict(v) for k, v in params.items()}
     notes = []
-    with _ops.no_grad():
+    with torch.no_grad():
         for i, unit in assignment.items():
             slot, p, m = slots[i], params[slots[i].name], unit.module
             if slot.kind == "bn":
                 for key in ("weight", "bias", "running_mean", "running_var"):
-                    _ops.copy_(getattr(m, key), p[key])
+                    torch.Tensor.copy_(getattr(m, key), p[key])
                 if getattr(m, "num_batches_tracked", None) is not None:
-                    _ops.zero_(m.num_batches_tracked)
+                    m.num_batches_tracked.zero_()
                 continue
-            _ops.copy_(m.weight, _ops.reshape(p["weight"], _ops.shape(m.weight)))
+            m.weight.copy_(torch.reshape(p["weight"], tuple(m.weight.shape)))
             if unit.has_bias:
                 if "bias" in p:
-                    _ops.copy_(m.bias, p["bias"])
+                    m.bias.copy_(p["bias"])
                 else:
-                    _ops.zero_(m.bias)
+                    m.bias.zero_()
                     if slot.bias is False:
                         notes.append(("extra_bias", slot))
             elif "bias" in p:
-                effective[slot.name]["bias"] = _ops.zeros_like(p["bias"])
+                effective[slot.name]["bias"] = torch.zeros_like(p["bias"])
                 if slot.bias:
                     notes.append(("missing_bias", slot))
     return effective, notes
