@@ -21,7 +21,16 @@ import torch
 
 
 class CheckFailure(AssertionError):
-    """A verdict: the student's object is wrong (the message says why)."""
+    """A verdict: the student's object is wrong (the message says why).
+
+    ``mistake`` is the stable id of a mistake from the checker's catalogue (e.g.
+    ``"basic_block.relu_before_add"``) when the check recognised one; the grader records it
+    with the score so that instructors can count mistakes across a class.
+    """
+
+    def __init__(self, message: str, mistake: str | None = None) -> None:
+        super().__init__(message)
+        self.mistake = mistake
 
 
 class UsageError(ValueError):
@@ -32,8 +41,8 @@ class Unanswered(RuntimeError):
     """When grading: the student's kernel gave no usable answer (frozen, or timed out)."""
 
 
-def fail(message: str) -> NoReturn:
-    raise CheckFailure(message)
+def fail(message: str, mistake: str | None = None) -> NoReturn:
+    raise CheckFailure(message, mistake)
 
 
 # --- formatting -----------------------------------------------------------------------------
