@@ -1,70 +1,112 @@
-"""Start an IPython kernel inside a bubblewrap sandbox: the grading kernel's argv.
+"""Start an IPython kernel inside a sealed bubblewrap sandbox: the grading kernel's argv.
 
-The kernel sees the whole file system read-only, except its own notebook folder (its working
-directory) and a private /tmp. Paths listed in COURSE_GRADING_HIDE (os.pathsep-separated) are
-covered by empty directories, so the solutions, the gradebook and other students' work are not
-even readable. The address space is capped (COURSE_GRADING_MEMORY, bytes), so a memory bomb
-raises MemoryError instead of taking the machine down.
+    python sandbox_kernel.py SANDBOX.json -f CONNECTION_FILE
 
-The network namespace is shared on purpose: the kernel talks to nbgrader over loopback TCP.
+This launcher runs outside the sandbox, by path: importing the course_utils package would load
+torch here too, seconds per kernel start spent before bubblewrap even runs. SANDBOX.json is
+written by the grading job (job.py) and names what the kernel may see. Inside the sandbox:
+
+- no network: a network namespace of its own (loopback only, nothing listens there); the
+  kernel talks to nbgrader over Unix sockets in `sockets`, the only folder it shares with
+  the grader besides its notebook folder;
+- a file system of read-only system folders (/usr and the merged-usr links, a few /etc files,
+  a made-up passwd), the Python environment (`python`: the venv and its base interpreter),
+  the course package folder alone (`code`), `readonly` extras (the dataset and torch hub
+  caches when set), the notebook folder read-write (`workdir`, the working directory),
+  the connection file read-only, a private size-capped /tmp, /dev and /proc. Paths
+  in `hide` that lie inside a bound folder are covered by empty folders;
+- a clean environment: only the variables in `env`;
+- no capabilities, its own PID, IPC, UTS and user namespaces, its own session;
+- resource limits that cannot be lifted from inside: address space (`memory`), CPU seconds
+  of every process (`cpu_seconds`: SIGKILL at the limit), size of one written file
+  (`file_size`), no core files.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import resource
 import shutil
 import sys
 
 DEFAULT_MEMORY = 6 * 2**30  # torch + OpenBLAS threads need ~4 GiB of address space to start
+DEFAULT_CPU_SECONDS = 900
 MAX_FILE_SIZE = 512 * 2**20  # no single file written by a student above 512 MiB
-# The repository holding course_utils (runner.PACKAGE_REPO; not imported from there because
-# this launcher runs by path and must not import the package, and torch with it, before bwrap).
-COURSE_CODE = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+TMP_SIZE = 2**30  # the private /tmp is a tmpfs (RAM): at most 1 GiB
+SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
+ETC_FILES = ("/etc/ld.so.cache", "/etc/localtime", "/etc/fonts", "/etc/alternatives",
+             "/etc/mime.types")
 
 
-def bwrap_argv(workdir: str, hide: list[str], kernel_argv: list[str],
-               readable: list[str] = ()) -> list[str]:
-    """The bubblewrap command that runs `kernel_argv` with only `workdir` writable.
+def bwrap_argv(config: dict, kernel_argv: list[str], connection_file: str | None = None
+               ) -> list[str]:
+    """The bubblewrap command that runs `kernel_argv` as described by `config`.
 
-    `readable` paths stay visible (read-only) even under /tmp: the kernel's connection file,
-    and the Python environment and course code when the course was cloned under /tmp.
+    `connection_file` (the kernel's ports and key, written by jupyter_client) is made
+    readable at its own path.
     """
     bwrap = shutil.which("bwrap")
     if bwrap is None:
         raise RuntimeError("bubblewrap (bwrap) is not installed: sudo apt-get install bubblewrap")
-    argv = [bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
-            "--tmpfs", "/tmp", "--die-with-parent", "--new-session", "--unshare-pid"]
-    for path in readable:
+    argv = [bwrap, "--unshare-all", "--hostname", "grading-sandbox", "--cap-drop", "ALL",
+            "--die-with-parent", "--new-session", "--clearenv"]
+    for key, value in sorted(config.get("env", {}).items()):
+        argv += ["--setenv", key, value]
+    for path in SYSTEM_DIRS:
+        if os.path.islink(path):
+            argv += ["--symlink", os.readlink(path), path]
+        elif os.path.isdir(path):
+            argv += ["--ro-bind", path, path]
+    for path in ETC_FILES:
+        argv += ["--ro-bind-try", path, path]
+    for name, path in sorted(config.get("etc", {}).items()):
+        argv += ["--ro-bind", path, f"/etc/{name}"]
+    argv += ["--dev", "/dev", "--proc", "/proc", "--size", str(TMP_SIZE), "--tmpfs", "/tmp"]
+    # After /tmp: the environment or the course may lie under /tmp.
+    readable = [*config.get("python", []), *config.get("code", []), *config.get("readonly", [])]
+    if connection_file:
+        readable.append(os.path.abspath(connection_file))
+    for path in dict.fromkeys(readable):
         argv += ["--ro-bind", path, path]
-    # Hidden paths come after: a folder inside a readable one is still covered.
-    for path in hide:
-        if os.path.isdir(path):
-            argv += ["--tmpfs", path]
-        elif os.path.exists(path):
-            argv += ["--ro-bind", "/dev/null", path]
-    # Bound last so that it stays visible even when it lies under a hidden or tmpfs folder.
-    argv += ["--bind", workdir, workdir, "--chdir", workdir, "--setenv", "HOME", "/tmp",
-             "--setenv", "MPLCONFIGDIR", "/tmp/matplotlib", "--"]
+    for path in config.get("hide", []):
+        if any(path == r or path.startswith(r.rstrip("/") + "/") for r in readable):
+            if os.path.isdir(path):
+                argv += ["--tmpfs", path]
+            elif os.path.exists(path):
+                argv += ["--ro-bind", "/dev/null", path]
+    # Bound last so that they stay writable under anything above.
+    for path in (config["sockets"], config["workdir"]):
+        argv += ["--bind", path, path]
+    argv += ["--chdir", config["workdir"], "--"]
     return argv + kernel_argv
+
+
+def set_limits(config: dict) -> None:
+    """Limits inherited by bubblewrap and the kernel; soft = hard, so they cannot be raised."""
+    memory = int(config.get("memory") or DEFAULT_MEMORY)
+    cpu = int(config.get("cpu_seconds") or DEFAULT_CPU_SECONDS)
+    size = int(config.get("file_size") or MAX_FILE_SIZE)
+    resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+    # At the hard limit the kernel gets SIGKILL: no handler can catch or ignore it.
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu))
+    resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
-    memory = int(os.environ.get("COURSE_GRADING_MEMORY", DEFAULT_MEMORY))
-    hide = [p for p in os.environ.get("COURSE_GRADING_HIDE", "").split(os.pathsep) if p]
-    resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
-    resource.setrlimit(resource.RLIMIT_FSIZE, (MAX_FILE_SIZE, MAX_FILE_SIZE))
-    kernel = [sys.executable, "-m", "ipykernel_launcher",
+    with open(argv[0]) as f:
+        config = json.load(f)
+    kernel = [config["python_executable"], "-m", "ipykernel_launcher",
               "--IPKernelApp.outstream_class=course_utils.grading.capped_stream.CappedOutStream",
               # In its own PID namespace the kernel's parent is pid 1, which ipykernel's parent
               # poller reads as "orphaned"; --die-with-parent does that job instead.
               "--IPKernelApp.parent_handle=1",
-              *argv]
-    os.environ.pop("JPY_PARENT_PID", None)
+              *argv[1:]]
     connection_file = argv[argv.index("-f") + 1] if "-f" in argv else None
-    readable = [p for p in (sys.prefix, COURSE_CODE, connection_file) if p and os.path.exists(p)]
-    cmd = bwrap_argv(os.getcwd(), hide, kernel, readable=readable)
+    cmd = bwrap_argv(config, kernel, connection_file)
+    set_limits(config)
     os.execv(cmd[0], cmd)
 
 
