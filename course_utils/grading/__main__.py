@@ -1,8 +1,12 @@
-"""Command line: python -m course_utils.grading {grade,demo} ...
+"""Command line: python -m course_utils.grading {grade,feedback,demo} ...
 
-  grade   autograde <course>/submitted/ (new or changed submissions only), write feedback and
-          grades.csv, print a per-student table
-  demo    build a sample class from the student notebooks and grade it (make grade-demo)
+  grade     autograde <course>/submitted/ (new or changed submissions only), write feedback
+            and grades.csv, print a per-student table and a one-line summary
+  feedback  write the feedback and grades.csv again (after manual grading in the formgrader)
+  demo      build a sample class from the student notebooks and grade it (make grade-demo)
+
+Exit status: the number of submissions not graded automatically (0 when every submission
+was graded; at most 100), or 101 when the command itself could not run.
 """
 
 from __future__ import annotations
@@ -12,21 +16,35 @@ import os
 import sys
 from pathlib import Path
 
-from .runner import format_table, grade_class
+from .runner import format_table, grade_class, refresh_feedback
+
+MAX_EXIT = 100
+ERROR_EXIT = 101
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with this command's exit status for usage errors (101, not 2)."""
+
+    def error(self, message: str):
+        self.print_usage(sys.stderr)
+        print(f"error: {message}", file=sys.stderr)
+        sys.exit(ERROR_EXIT)
 
 
 def _memory(text: str) -> int:
     units = {"G": 2**30, "M": 2**20}
     try:
         return int(float(text[:-1]) * units[text[-1].upper()]) if text[-1].isalpha() else int(text)
-    except (KeyError, ValueError):
+    except (KeyError, ValueError, IndexError):
         raise argparse.ArgumentTypeError(f"memory must look like 6G or 512M, not {text!r}") from None
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m course_utils.grading",
-                                     description=__doc__.split("\n\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(prog="python -m course_utils.grading",
+                     description=__doc__.split("\n\n")[0],
+                     epilog="Exit status: the number of submissions not graded automatically "
+                            "(0: all graded; at most 100), or 101 on an error.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     def common(p):
         p.add_argument("--workers", type=int, default=os.cpu_count(),
@@ -46,15 +64,23 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--force", action="store_true", help="grade again even if unchanged")
     common(g)
 
+    f = sub.add_parser("feedback", help="write feedback and grades.csv again")
+    f.add_argument("course_dir", nargs="?", default=".", help="nbgrader course directory")
+    f.add_argument("--assignment", action="append", help="only this assignment (repeatable)")
+    f.add_argument("--student", action="append", help="only this student (repeatable)")
+
     d = sub.add_parser("demo", help="build and grade a sample class")
     d.add_argument("--out", default="grade-demo", help="folder for the demo course (default: grade-demo)")
     d.add_argument("--lessons", nargs="*", default=None, help="lessons for the full-class students")
     common(d)
 
     args = parser.parse_args(argv)
-    if args.workers is not None and args.workers < 1:
+    if getattr(args, "workers", None) is not None and args.workers < 1:
         parser.error("--workers must be at least 1")
     try:
+        if args.command == "feedback":
+            refresh_feedback(args.course_dir, args.assignment, args.student)
+            return 0
         if args.command == "grade":
             report = grade_class(args.course_dir, workers=args.workers,
                                  assignments=args.assignment, students=args.student,
@@ -67,11 +93,12 @@ def main(argv: list[str] | None = None) -> int:
                               cell_timeout=args.cell_timeout, lessons=args.lessons)
     except (FileNotFoundError, ValueError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return ERROR_EXIT
     print()
     print(format_table(report.scores))
     print(f"\ngrades: {report.csv_path}")
-    return 0
+    print(report.summary())
+    return min(len(report.attention), MAX_EXIT)
 
 
 if __name__ == "__main__":

@@ -5,27 +5,49 @@ Jobs run in worker threads that each drive an `nbgrader autograde` process, or o
 workers; results are merged into <course>/gradebook.db by this process alone, so parallel
 grading never meets "database is locked". A submission whose files have not changed since
 it was last graded is skipped, so re-running is cheap and changes nothing.
+
+One submission's failure is that submission's alone: a folder that is refused (a symbolic
+link, over the size cap), a job that fails or times out, is recorded as that student's "not
+graded automatically, because ...", with nbgrader's log in <course>/grading-logs/, and the
+run goes on. Student ids are folder names, whatever characters they hold: they never reach
+nbgrader's command line or a glob (jobs use an internal id; feedback and grades.csv are
+written here).
 """
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import os
+import shutil
+import stat
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .job import JobResult, JobSpec, grade, read_tree, venv_env
+from .job import (
+    INTERNAL_ID,
+    MAX_SUBMISSION_BYTES,
+    JobResult,
+    JobSpec,
+    Refused,
+    grade,
+    read_submission,
+    read_tree,
+    venv_env,
+)
 from .merge import merge
 
 STATE_FILE = ".grading_state.json"
+LOG_DIR = "grading-logs"
 HIDDEN_FROM_STUDENTS = ("solutions", "submitted", "autograded", "feedback", "gradebook.db",
-                        ".git", STATE_FILE)
+                        ".git", STATE_FILE, LOG_DIR)
 # The repository this package was installed from holds the reference solutions too (in its
 # files and its git history), wherever the course directory itself lies.
 PACKAGE_REPO = Path(__file__).resolve().parents[2]
@@ -33,10 +55,32 @@ PACKAGE_REPO = Path(__file__).resolve().parents[2]
 
 @dataclass
 class ClassReport:
-    graded: list[JobResult] = field(default_factory=list)
+    graded: list[JobResult] = field(default_factory=list)  # every result of this run
     skipped: list[tuple[str, str]] = field(default_factory=list)
     scores: dict = field(default_factory=dict)  # student -> assignment -> (score, max)
     csv_path: Path | None = None
+    # (student, assignment) -> (reason, log path or None): not graded automatically, in this
+    # run or in an earlier one whose files have not changed since
+    attention: dict = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def failed(self) -> list[JobResult]:
+        return [r for r in self.graded if r.status != "graded"]
+
+    def summary(self) -> str:
+        """One line: graded, skipped, not graded automatically (with the logs), time."""
+        done = sum(r.status == "graded" for r in self.graded)
+        minutes, seconds = divmod(round(self.seconds), 60)
+        line = (f"{done} graded, {len(self.skipped)} unchanged (skipped), "
+                f"{len(self.attention)} not graded automatically, "
+                f"{minutes} min {seconds:02d} s")
+        if self.attention:
+            named = [f"{s}/{a}" + (f" (log: {log})" if log else "")
+                     for (s, a), (_, log) in sorted(self.attention.items())[:5]]
+            more = len(self.attention) - len(named)
+            line += ": " + "; ".join(named) + (f"; and {more} more" if more else "")
+        return line
 
 
 def _nbgrader(course_dir: Path, *args: str) -> subprocess.CompletedProcess:
@@ -49,7 +93,11 @@ def _nbgrader(course_dir: Path, *args: str) -> subprocess.CompletedProcess:
 
 def find_submissions(course_dir: Path, assignments: Iterable[str] | None = None,
                      students: Iterable[str] | None = None) -> list[tuple[str, str]]:
-    """(student, assignment) pairs present under submitted/, sorted."""
+    """(student, assignment) pairs present under submitted/, sorted.
+
+    A student folder that is a symbolic link is listed (its assignments by name) so that
+    it can be refused with a reason; nothing in it is read.
+    """
     root = course_dir / "submitted"
     if not root.is_dir():
         raise FileNotFoundError(f"no submissions: {root} does not exist")
@@ -57,18 +105,53 @@ def find_submissions(course_dir: Path, assignments: Iterable[str] | None = None,
     wanted_s = set(students) if students else None
     pairs = []
     for student in sorted(p for p in root.iterdir() if p.is_dir()):
+        if wanted_s is not None and student.name not in wanted_s:
+            continue
         for assignment in sorted(p for p in student.iterdir() if p.is_dir()):
-            if (wanted_a is None or assignment.name in wanted_a) and \
-               (wanted_s is None or student.name in wanted_s):
+            if wanted_a is None or assignment.name in wanted_a:
                 pairs.append((student.name, assignment.name))
     return pairs
 
 
 def submission_hash(folder: Path) -> str:
+    """A digest of the folder's names, links and contents; never fails, never follows links.
+
+    Files over the size cap are identified by size and modification time (they are not
+    graded anyway), so a huge file is not read on every run.
+    """
     digest = hashlib.sha256()
-    for rel, data in sorted(read_tree(folder).items()):
-        digest.update(rel.encode() + b"\0" + hashlib.sha256(data).digest())
+    if folder.is_symlink() or folder.parent.is_symlink():
+        link = folder if folder.is_symlink() else folder.parent
+        digest.update(b"link\0" + os.readlink(link).encode(errors="replace"))
+        return digest.hexdigest()
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
+        dirnames.sort()
+        for name in sorted(filenames) + sorted(dirnames):
+            path = Path(dirpath, name)
+            rel = str(path.relative_to(folder)).encode(errors="surrogateescape")
+            st = path.lstat()
+            if stat.S_ISLNK(st.st_mode):
+                digest.update(rel + b"\0link\0" + os.readlink(path).encode(errors="replace"))
+            elif stat.S_ISREG(st.st_mode):
+                file_digest = hashlib.sha256()
+                if st.st_size > MAX_SUBMISSION_BYTES:
+                    file_digest.update(f"{st.st_size}:{st.st_mtime_ns}".encode())
+                else:
+                    with open(path, "rb") as f:
+                        for chunk in iter(lambda: f.read(2**20), b""):
+                            file_digest.update(chunk)
+                digest.update(rel + b"\0" + file_digest.digest())
+            elif not stat.S_ISDIR(st.st_mode):
+                digest.update(rel + b"\0special")
     return digest.hexdigest()
+
+
+def load_submission(course_dir: Path, student: str, assignment: str) -> dict[str, bytes]:
+    """The submitted files; raises Refused (one-line reason) for links, special files and
+    folders over the size cap."""
+    if (course_dir / "submitted" / student).is_symlink():
+        raise Refused("the student folder is a symbolic link; links are not followed")
+    return read_submission(course_dir / "submitted" / student / assignment)
 
 
 @dataclass
@@ -108,9 +191,9 @@ def _run_jobs(specs: list[JobSpec], workers: int, scheduler: str | None):
         return
     if scheduler is None:
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            futures = [pool.submit(grade, spec) for spec in specs]
+            futures = {pool.submit(grade, spec): spec for spec in specs}
             for future in as_completed(futures):
-                yield future.result()
+                yield _result(future, futures[future])
         return
     from dask.distributed import Client, LocalCluster
     from dask.distributed import as_completed as dask_completed
@@ -124,12 +207,24 @@ def _run_jobs(specs: list[JobSpec], workers: int, scheduler: str | None):
         client = Client(scheduler)
     try:
         futures = client.map(grade, specs, pure=False)
+        by_key = {future.key: spec for future, spec in zip(futures, specs, strict=True)}
         for future in dask_completed(futures):
-            yield future.result()
+            yield _result(future, by_key[future.key])
     finally:
         client.close()
         if cluster is not None:
             cluster.close()
+
+
+def _result(future, spec: JobSpec) -> JobResult:
+    """The job's result; a worker that died or raised fails that submission only."""
+    try:
+        return future.result()
+    except Exception as exc:  # noqa: BLE001 - one submission's failure is its own
+        return JobResult(spec.student, spec.assignment, "failed",
+                         f"the grading worker failed: {type(exc).__name__}: "
+                         f"{str(exc).splitlines()[0][:200] if str(exc) else ''}", 0.0,
+                         log=repr(exc))
 
 
 def _scores(db_url: str) -> dict:
@@ -143,12 +238,111 @@ def _scores(db_url: str) -> dict:
     return table
 
 
+def export_csv(db_url: str, path: Path) -> None:
+    """grades.csv with nbgrader export's columns, quoted properly whatever the ids hold."""
+    from nbgrader.api import Gradebook, MissingEntry
+
+    keys = ["assignment", "duedate", "timestamp", "student_id", "last_name", "first_name",
+            "email", "raw_score", "late_submission_penalty", "score", "max_score"]
+    with Gradebook(db_url) as gb, open(path, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(keys)
+        for assignment in gb.assignments:
+            for student in gb.students:
+                row = {"assignment": assignment.name, "duedate": assignment.duedate,
+                       "student_id": student.id, "last_name": student.last_name,
+                       "first_name": student.first_name, "email": student.email,
+                       "max_score": assignment.max_score, "timestamp": "", "raw_score": 0.0,
+                       "late_submission_penalty": 0.0, "score": 0.0}
+                try:
+                    sub = gb.find_submission(assignment.name, student.id)
+                except MissingEntry:
+                    pass
+                else:
+                    penalty = sub.late_submission_penalty
+                    row.update(timestamp=sub.timestamp, raw_score=sub.score,
+                               late_submission_penalty=penalty,
+                               score=max(0.0, sub.score - penalty))
+                writer.writerow(["" if row[k] is None else str(row[k]) for k in keys])
+
+
+def _course_config(course_dir: Path):
+    from traitlets.config.loader import PyFileConfigLoader
+
+    path = course_dir / "nbgrader_config.py"
+    if not path.exists():
+        from traitlets.config import Config
+
+        return Config()
+    return PyFileConfigLoader(path.name, str(course_dir)).load_config()
+
+
+def write_feedback(course_dir: Path, db_url: str, student: str, assignment: str) -> Path:
+    """nbgrader's feedback for one autograded submission, into feedback/<student>/<assignment>.
+
+    nbgrader's own generate_feedback globs the student id (so `x[1]` finds nothing) and
+    reads it from the command line (so `--help` is an option); here its converter runs on a
+    copy under the internal id, with the real id given to the gradebook lookup.
+    """
+    from nbgrader.converters import GenerateFeedback
+    from nbgrader.coursedir import CourseDirectory
+
+    class OneFeedback(GenerateFeedback):
+        def init_single_notebook_resources(self, notebook_filename):
+            resources = super().init_single_notebook_resources(notebook_filename)
+            resources["nbgrader"]["student"] = student
+            return resources
+
+    source = course_dir / "autograded" / student / assignment
+    target = course_dir / "feedback" / student / assignment
+    with tempfile.TemporaryDirectory(prefix="fb-") as tmp:
+        scratch = Path(tmp)
+        shutil.copytree(source, scratch / "autograded" / INTERNAL_ID / assignment,
+                        symlinks=True)
+        config = _course_config(course_dir)
+        config.HTMLExporter.template_name = "feedback"
+        coursedir = CourseDirectory(config=config, root=str(scratch), db_url=db_url,
+                                    assignment_id=assignment, student_id=INTERNAL_ID)
+        app = OneFeedback(coursedir=coursedir, config=config)
+        app.force = True
+        app.log.setLevel("ERROR")
+        app.start()
+        if target.exists():
+            shutil.rmtree(target)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        # nbgrader names the output folder after the id in the resources: the real one.
+        shutil.copytree(scratch / "feedback" / student / assignment, target)
+    return target
+
+
+def _log_path(course_dir: Path, student: str, assignment: str) -> Path:
+    return course_dir / LOG_DIR / student / f"{assignment}.log"
+
+
+def _record_failure(course_dir: Path, result: JobResult) -> str:
+    """Keep the failed job's log for the instructor; drop feedback that no longer holds."""
+    path = _log_path(course_dir, result.student, result.assignment)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"{result.student} / {result.assignment}: not graded automatically: "
+                    f"{result.message}\n\n{result.log}", errors="replace")
+    stale = course_dir / "feedback" / result.student / result.assignment
+    if stale.exists():
+        shutil.rmtree(stale)
+    return str(path.relative_to(course_dir))
+
+
+def _state_entry(value) -> dict:
+    """A state entry (older runs stored the digest alone)."""
+    return value if isinstance(value, dict) else {"digest": value, "status": "graded"}
+
+
 def grade_class(course_dir: str | os.PathLike = ".", workers: int | None = None,
                 assignments: Iterable[str] | None = None, students: Iterable[str] | None = None,
                 scheduler: str | None = None, cell_timeout: int = 60,
                 memory_bytes: int | None = None, force: bool = False,
                 log: Callable[[str], None] = print) -> ClassReport:
     """Autograde new or changed submissions, then write feedback and grades.csv."""
+    started = time.monotonic()
     course_dir = Path(course_dir).resolve()
     workers = workers or os.cpu_count() or 1
     if workers < 1:
@@ -156,14 +350,25 @@ def grade_class(course_dir: str | os.PathLike = ".", workers: int | None = None,
     db_url = f"sqlite:///{course_dir / 'gradebook.db'}"
     state_path = course_dir / STATE_FILE
     state = json.loads(state_path.read_text()) if state_path.exists() else {}
+    known = {p.name for p in (course_dir / "solutions").iterdir() if p.is_dir()} \
+        if (course_dir / "solutions").is_dir() else set()
+    for assignment in assignments or ():
+        if assignment not in known:
+            raise FileNotFoundError(f"unknown assignment {assignment!r}: "
+                                    f"no {course_dir / 'solutions' / assignment}")
 
     pairs = find_submissions(course_dir, assignments, students)
     report = ClassReport()
     todo = []
     for student, assignment in pairs:
+        key = f"{student}/{assignment}"
         digest = submission_hash(course_dir / "submitted" / student / assignment)
-        if not force and state.get(f"{student}/{assignment}") == digest:
+        previous = _state_entry(state[key]) if key in state else None
+        if not force and previous and previous["digest"] == digest:
             report.skipped.append((student, assignment))
+            if previous.get("status") == "failed":
+                report.attention[(student, assignment)] = (previous.get("message", ""),
+                                                           previous.get("log"))
         else:
             todo.append((student, assignment, digest))
     log(f"{len(pairs)} submissions: {len(todo)} to grade, {len(report.skipped)} unchanged; "
@@ -172,30 +377,84 @@ def grade_class(course_dir: str | os.PathLike = ".", workers: int | None = None,
     config = (course_dir / "nbgrader_config.py").read_bytes()
     hide = sorted({str(root / name) for root in (course_dir, PACKAGE_REPO)
                    for name in HIDDEN_FROM_STUDENTS})
-    prepared = {a: prepare_assignment(course_dir, db_url, a) for a in sorted({a for _, a, _ in todo})}
-    specs = [JobSpec(s, a, config, prepared[a].source, prepared[a].release, prepared[a].gradebook,
-                     read_tree(course_dir / "submitted" / s / a), cell_timeout=cell_timeout,
-                     memory_bytes=memory_bytes, hide=hide)
-             for s, a, _ in todo]
+    prepared = {a: prepare_assignment(course_dir, db_url, a)
+                for a in sorted({a for _, a, _ in todo} & known)}
+    specs, refused = [], []
+    for s, a, _ in todo:
+        try:
+            if a not in known:
+                raise Refused(f"there is no assignment {a!r} in solutions/")
+            files = load_submission(course_dir, s, a)
+        except (Refused, OSError) as exc:
+            refused.append(JobResult(s, a, "failed", str(exc), 0.0,
+                                     log=f"refused before grading: {exc}"))
+            continue
+        specs.append(JobSpec(s, a, config, prepared[a].source, prepared[a].release,
+                             prepared[a].gradebook, files, cell_timeout=cell_timeout,
+                             memory_bytes=memory_bytes, hide=hide))
     digests = {(s, a): d for s, a, d in todo}
-    for result in _run_jobs(specs, workers, scheduler):
-        merge(course_dir, db_url, result)
-        state[f"{result.student}/{result.assignment}"] = digests[(result.student, result.assignment)]
-        state_path.write_text(json.dumps(state, indent=1, sort_keys=True))
+
+    def results():
+        yield from refused
+        yield from _run_jobs(specs, workers, scheduler)
+
+    for result in results():
+        key = (result.student, result.assignment)
+        entry = {"digest": digests[key], "status": result.status}
+        if result.assignment in known:
+            merge(course_dir, db_url, result)
+        note = ""
+        if result.status == "graded":
+            _log_path(course_dir, *key).unlink(missing_ok=True)
+        else:
+            entry["log"] = _record_failure(course_dir, result)
+            entry["message"] = result.message
+            report.attention[key] = (result.message, entry["log"])
+            note = f"  (log: {entry['log']})"
+        state[f"{result.student}/{result.assignment}"] = entry
+        state_path.write_text(json.dumps(state, indent=1, sort_keys=True, ensure_ascii=False))
         report.graded.append(result)
         log(f"  {result.student:<24} {result.assignment:<24} {result.status:<7} "
-            f"{result.seconds:5.1f} s  {result.message}")
+            f"{result.seconds:5.1f} s  {result.message}{note}")
 
-    # Feedback is made from autograded notebooks: none exist when every job of one failed.
-    for assignment in sorted({r.assignment for r in report.graded if r.status == "graded"}):
-        _nbgrader(course_dir, "generate_feedback", assignment, "--force",
-                  f"--CourseDirectory.db_url={db_url}")
+    for result in sorted(report.graded, key=lambda r: (r.student, r.assignment)):
+        if result.status != "graded":
+            continue
+        try:
+            write_feedback(course_dir, db_url, result.student, result.assignment)
+        except Exception as exc:  # noqa: BLE001 - the grades stand; say what is missing
+            log(f"  {result.student:<24} {result.assignment:<24} no feedback: "
+                f"{type(exc).__name__}: {exc}")
     report.csv_path = course_dir / "grades.csv"
     if report.graded or not report.csv_path.exists():
-        _nbgrader(course_dir, "export", f"--CourseDirectory.db_url={db_url}",
-                  f"--CsvExportPlugin.filename={report.csv_path}")
+        export_csv(db_url, report.csv_path)
     report.scores = _scores(db_url)
+    report.seconds = time.monotonic() - started
     return report
+
+
+def refresh_feedback(course_dir: str | os.PathLike = ".",
+                     assignments: Iterable[str] | None = None,
+                     students: Iterable[str] | None = None,
+                     log: Callable[[str], None] = print) -> int:
+    """Feedback again for every autograded submission (after manual grading), and
+    grades.csv; what `nbgrader generate_feedback` and `nbgrader export` do, for any id.
+    Returns how many feedback folders were written."""
+    course_dir = Path(course_dir).resolve()
+    db_url = f"sqlite:///{course_dir / 'gradebook.db'}"
+    root = course_dir / "autograded"
+    count = 0
+    for student in sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else ():
+        if students and student.name not in students:
+            continue
+        for assignment in sorted(p for p in student.iterdir() if p.is_dir()):
+            if assignments and assignment.name not in assignments:
+                continue
+            write_feedback(course_dir, db_url, student.name, assignment.name)
+            count += 1
+    export_csv(db_url, course_dir / "grades.csv")
+    log(f"feedback written for {count} submission(s); grades: {course_dir / 'grades.csv'}")
+    return count
 
 
 def format_table(scores: dict) -> str:
