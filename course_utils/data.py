@@ -309,13 +309,15 @@ def make_loaders(train_set: Dataset, test_set: Dataset | None = None, batch_size
     Pass train_subset/test_subset (None = everything) or batch_size to override the mode.
     """
     settings = loader_settings(mode)
-    batch_size = batch_size or settings.batch_size
+    if batch_size is None:
+        batch_size = settings.batch_size
     train_n = settings.train_subset if train_subset == -1 else train_subset
     test_n = settings.test_subset if test_subset == -1 else test_subset
     if len(train_set) == 0:
         raise ValueError("the training set is empty")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, not {batch_size}")
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        raise ValueError(f"batch_size must be a whole number >= 1 (or None for the mode's "
+                         f"{settings.batch_size}), not {batch_size!r}")
     for what, n in (("train_subset", train_n), ("test_subset", test_n)):
         if n is not None and n < 1:
             raise ValueError(f"{what} must be at least 1 (or None for everything), not {n}")

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from .eval_mode import eval_mode
+
 
 def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:
     """Number of parameters (only those with requires_grad, unless trainable_only=False)."""
@@ -68,21 +70,17 @@ def profile_model(model: nn.Module, input_size=(1, 3, 224, 224)) -> ModelProfile
     from torch.utils.flop_counter import FlopCounterMode
 
     x = _input(model, input_size)
-    modes = {module: module.training for module in model.modules()}  # e.g. frozen BN stays eval
     fastpath = torch.backends.mha.get_fastpath_enabled()
     counter = FlopCounterMode(display=False)
     try:
-        model.eval()
         torch.backends.mha.set_fastpath_enabled(False)
-        with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), counter:
+        with eval_mode(model), torch.no_grad(), sdpa_kernel(SDPBackend.MATH), counter:
             model(x)
     except Exception as exc:
         raise RuntimeError(f"profile_model: the forward pass at input size {tuple(x.shape)} "
                            f"failed: {type(exc).__name__}: {exc}") from None
     finally:
         torch.backends.mha.set_fastpath_enabled(fastpath)
-        for module, training in modes.items():
-            module.training = training
     flops = counter.get_total_flops()
     root = type(model).__name__
     by_module = {}

@@ -20,16 +20,19 @@ it stops each epoch after a few steps, so autograding a notebook takes seconds.
 
 from __future__ import annotations
 
+import numbers
 import time
 from collections.abc import Callable
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from dataclasses import dataclass, field
+from itertools import islice
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
 from .device import get_device
+from .eval_mode import eval_mode
 from .mode import Mode, get_mode, loader_settings
 
 
@@ -59,15 +62,56 @@ class History:
         return text + f", {sum(self.seconds):.1f} s"
 
 
-def _batch_to(batch, device: torch.device, channels_last: bool):
+def _is_int(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+@dataclass(frozen=True)
+class FitSettings:
+    """fit()'s plain settings, checked once: a bad value is a clear error before any training.
+
+    fit() builds it from its keywords, with the mode's defaults already filled in
+    (`max_steps_per_epoch`, `progress`). `channels_last=None` means "yes for conv nets on CPU
+    and CUDA whose forward accepts it".
+    """
+
+    epochs: int = 1
+    lr: float = 1e-3
+    grad_clip: float | None = None
+    max_steps_per_epoch: int | None = None  # None: the whole loader every epoch
+    scheduler_per_step: bool = False
+    track_grad_norm: str | Callable[[nn.Module], nn.Parameter] | None = None
+    progress: bool = True
+    amp: bool = True
+    channels_last: bool | None = None
+    compile: bool = False
+
+    def __post_init__(self):
+        if not _is_int(self.epochs) or self.epochs < 0:
+            raise ValueError(f"epochs must be a whole number >= 0, not {self.epochs!r}")
+        if not _is_number(self.lr) or self.lr <= 0:
+            raise ValueError(f"lr must be a number > 0, not {self.lr!r}")
+        if self.grad_clip is not None and (not _is_number(self.grad_clip) or self.grad_clip <= 0):
+            raise ValueError(f"grad_clip must be a number > 0 (or None), not {self.grad_clip!r}")
+        steps = self.max_steps_per_epoch
+        if steps is not None and (not _is_int(steps) or steps < 1):
+            raise ValueError(f"max_steps_per_epoch must be a whole number >= 1 (or None), "
+                             f"not {steps!r}")
+        track = self.track_grad_norm
+        if not (track is None or isinstance(track, str) or callable(track)):
+            raise ValueError(f"track_grad_norm must be a parameter's name (e.g. 'conv1.weight'), "
+                             f"a function model -> parameter, or None, not {track!r}")
+
+
+def _batch_to(batch, device: torch.device):
     if not isinstance(batch, (list, tuple)) or len(batch) < 2:
         raise TypeError("each batch must be (images, labels, ...) — got "
                         f"{type(batch).__name__}")
-    images, labels = batch[0], batch[1]
-    images = images.to(device, non_blocking=True)
-    if channels_last and images.dim() == 4:
-        images = images.contiguous(memory_format=torch.channels_last)
-    return images, labels.to(device, non_blocking=True)
+    return batch[0].to(device, non_blocking=True), batch[1].to(device, non_blocking=True)
 
 
 def _forward(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -87,52 +131,100 @@ def _forward(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> to
     return logits
 
 
-@contextmanager
-def _eval_mode(model: nn.Module):
-    """model.eval() inside, each module's own train/eval flag restored after (frozen BN stays)."""
-    modes = {module: module.training for module in model.modules()}
-    model.eval()
-    try:
-        yield
-    finally:
-        for module, training in modes.items():
-            module.training = training
+def _prefers_channels_last(model: nn.Module, device: torch.device) -> bool:
+    """Conv nets on CPU and CUDA: NHWC kernels are faster there (see the module docstring)."""
+    return (device.type in ("cpu", "cuda")
+            and any(isinstance(m, nn.Conv2d) for m in model.modules()))
 
 
-def _uses_conv(model: nn.Module) -> bool:
-    return any(isinstance(m, nn.Conv2d) for m in model.modules())
+def _keep_channels_last(model: nn.Module, images: torch.Tensor) -> bool:
+    """Whether the model's forward accepts channels-last input; if not, back to the default layout.
 
-
-def _runs_channels_last(model: nn.Module, images: torch.Tensor) -> bool:
-    """Whether the model's forward accepts channels-last input (one image, eval, no grad).
-
-    Eval mode changes no BatchNorm statistics and draws no dropout masks, so the probe leaves
-    training exactly as it would have been.
+    The probe runs one image in eval mode without gradients: it changes no BatchNorm statistics
+    and draws no dropout masks, so training goes on exactly as it would have.
     """
     try:
-        with _eval_mode(model), torch.no_grad():
+        with eval_mode(model), torch.no_grad():
             model(images[:1].contiguous(memory_format=torch.channels_last))
-    except Exception:  # noqa: BLE001 - e.g. x.view(n, -1) on NHWC memory; the real step reports
+    except Exception:  # noqa: BLE001 - e.g. x.view(n, -1) on NHWC memory
+        model.to(memory_format=torch.contiguous_format)
         return False
     return True
 
 
 def _autocast(device: torch.device, amp: bool):
+    """Mixed precision on CUDA (bfloat16 where supported, else float16); nothing elsewhere."""
     if not amp or device.type != "cuda":
         return nullcontext()
     dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     return torch.autocast("cuda", dtype=dtype)
 
 
-def _grad_source(model: nn.Module, track) -> Callable[[], torch.Tensor | None]:
-    if callable(track):
-        return lambda: track(model).grad
+def _grad_scaler(device: torch.device, amp: bool) -> torch.amp.GradScaler:
+    """Loss scaling for float16, whose small gradients would underflow; disabled otherwise.
+
+    A disabled scaler passes everything through, so the step has no "if scaler" branches.
+    """
+    float16 = amp and device.type == "cuda" and not torch.cuda.is_bf16_supported()
+    return torch.amp.GradScaler("cuda", enabled=float16)
+
+
+def _grad_norm_tracker(model: nn.Module, track, norms: list[float]) -> Callable[[], None] | None:
+    """A function appending the L2 norm of one parameter's gradient to `norms` (None: untracked).
+
+    `track` names the parameter ("conv1.weight") or is a function model -> parameter, called
+    every step; a parameter without a gradient counts 0.
+    """
+    if track is None:
+        return None
     params = dict(model.named_parameters())
-    if track not in params:
+    if isinstance(track, str) and track not in params:
         names = ", ".join(list(params)[:6])
         raise ValueError(f"track_grad_norm={track!r} is not a parameter of the model "
                          f"(its first parameters are: {names}, ...)")
-    return lambda: params[track].grad
+
+    def record():
+        grad = (params[track] if isinstance(track, str) else track(model)).grad
+        norms.append(float(grad.norm()) if grad is not None else 0.0)
+
+    return record
+
+
+def _train_step(model, images, labels, optimizer, loss_fn, autocast, scaler,
+                grad_clip: float | None, track_grad: Callable[[], None] | None):
+    """One optimisation step; returns the loss and logits detached (summed up per epoch)."""
+    with autocast:
+        logits = _forward(model, images, labels)
+        loss = loss_fn(logits.float(), labels)
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.unscale_(optimizer)  # the true gradients, for their norm and for clipping
+    if track_grad is not None:
+        track_grad()  # before clipping: the gradient the loss produced
+    if grad_clip is not None:
+        nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    scaler.step(optimizer)
+    scaler.update()
+    return loss.detach(), logits.detach()
+
+
+def _steps_per_epoch(loader, max_steps: int | None) -> int | None:
+    """For the progress bar: len(loader) capped at max_steps (None for a loader without len)."""
+    try:
+        steps = len(loader)
+    except TypeError:
+        return None
+    if steps == 0:
+        raise ValueError("the training loader yielded no batches")
+    return steps if max_steps is None else min(steps, max_steps)
+
+
+def _epoch_line(history: History, epochs: int) -> str:
+    line = (f"{history.name} epoch {history.epochs}/{epochs}: train loss "
+            f"{history.train_loss[-1]:.3f}, acc {history.train_acc[-1]:.1%}")
+    if history.test_acc:
+        line += f" | test acc {history.test_acc[-1]:.1%}"
+    return line + f" ({history.seconds[-1]:.1f} s)"
 
 
 def default_optimizer(model: nn.Module, lr: float = 1e-3,
@@ -156,11 +248,9 @@ def evaluate(model: nn.Module, loader, device: torch.device | None = None,
     total_loss = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
     seen = 0
-    with _eval_mode(model):
-        for step, batch in enumerate(loader):
-            if max_steps is not None and step >= max_steps:
-                break
-            images, labels = _batch_to(batch, device, channels_last=False)
+    with eval_mode(model):
+        for batch in islice(loader, max_steps):
+            images, labels = _batch_to(batch, device)
             logits = _forward(model, images, labels)
             total_loss += loss_fn(logits.float(), labels) * len(labels)
             correct += (logits.argmax(1) == labels).sum()
@@ -180,91 +270,66 @@ def fit(model: nn.Module, train_loader, test_loader=None, epochs: int = 1,
         mode: Mode | str | None = None) -> History:
     """Train `model` and return its History.
 
-    optimizer defaults to default_optimizer(model, lr) (fused Adam). `scheduler` steps once per epoch (or per batch with
-    `scheduler_per_step=True`). `track_grad_norm` names a parameter (e.g. "conv1.weight") whose
-    gradient L2 norm is recorded every step. `max_steps_per_epoch` defaults to the mode's cap.
-    `channels_last` defaults to "yes for conv nets whose forward accepts it" on CPU and CUDA;
-    `amp` (mixed precision) applies on CUDA; `compile=True` runs the model through
-    torch.compile (worth it for long GPU runs: compiling takes a while).
+    optimizer defaults to default_optimizer(model, lr) (fused Adam). `scheduler` steps once per
+    epoch (or per batch with `scheduler_per_step=True`). `track_grad_norm` names a parameter
+    (e.g. "conv1.weight") whose gradient L2 norm is recorded every step. `max_steps_per_epoch`
+    defaults to the mode's cap. `channels_last` defaults to "yes for conv nets whose forward
+    accepts it" on CPU and CUDA; `amp` (mixed precision) applies on CUDA; `compile=True` runs
+    the model through torch.compile (worth it for long GPU runs: compiling takes a while).
+    The plain settings are checked up front (FitSettings).
     """
-    if epochs < 0:
-        raise ValueError(f"epochs must be >= 0, not {epochs}")
-    current = get_mode(mode)
+    current = get_mode(mode)  # GRADE: a few steps per epoch, no progress bar
+    cfg = FitSettings(
+        epochs=epochs, lr=lr, grad_clip=grad_clip, scheduler_per_step=scheduler_per_step,
+        track_grad_norm=track_grad_norm, amp=amp, channels_last=channels_last, compile=compile,
+        max_steps_per_epoch=(loader_settings(current).max_steps_per_epoch
+                             if max_steps_per_epoch is None else max_steps_per_epoch),
+        progress=current is not Mode.GRADE if progress is None else progress)
     device = device or get_device(verbose=False)
-    probe_layout = channels_last is None  # checked on the first batch, before any step
-    if channels_last is None:
-        channels_last = device.type in ("cpu", "cuda") and _uses_conv(model)
-    if max_steps_per_epoch is None:
-        max_steps_per_epoch = loader_settings(current).max_steps_per_epoch
-    progress = current is not Mode.GRADE if progress is None else progress
     model.to(device)
+    history = History(name=name or type(model).__name__)
+    track_grad = _grad_norm_tracker(model, cfg.track_grad_norm, history.grad_norms)
+    steps = _steps_per_epoch(train_loader, cfg.max_steps_per_epoch)
+    # Channels-last as asked; by default for conv nets, until the first batch shows that the
+    # forward needs the default layout (probe: see _keep_channels_last).
+    probe = cfg.channels_last is None and _prefers_channels_last(model, device)
+    channels_last = probe or bool(cfg.channels_last)
     if channels_last:
         model.to(memory_format=torch.channels_last)
-    optimizer = optimizer or default_optimizer(model, lr, device)
-    forward_model = torch.compile(model) if compile else model
+    optimizer = optimizer or default_optimizer(model, cfg.lr, device)
+    forward_model = torch.compile(model) if cfg.compile else model
     loss_fn = loss_fn or nn.CrossEntropyLoss()
-    grad_of = _grad_source(model, track_grad_norm) if track_grad_norm is not None else None
-    use_scaler = amp and device.type == "cuda" and not torch.cuda.is_bf16_supported()
-    scaler = torch.amp.GradScaler("cuda") if use_scaler else None
-    history = History(name=name or type(model).__name__)
+    autocast, scaler = _autocast(device, cfg.amp), _grad_scaler(device, cfg.amp)
 
     try:
-        steps = len(train_loader)
-    except TypeError:
-        steps = None
-    if steps == 0:
-        raise ValueError("the training loader yielded no batches")
-    if steps is not None and max_steps_per_epoch is not None:
-        steps = min(steps, max_steps_per_epoch)
-
-    try:
-        for epoch in range(epochs):
+        for epoch in range(cfg.epochs):
             start = time.perf_counter()
             model.train()
+            # Summed on the device and read once per epoch: no .item() sync per batch.
             total_loss = torch.zeros((), device=device)
             correct = torch.zeros((), device=device, dtype=torch.long)
             seen = 0
-            bar = tqdm(total=steps, desc=f"{history.name} epoch {epoch + 1}/{epochs}",
-                       disable=not progress, leave=False)
-            for step, batch in enumerate(train_loader):
-                if max_steps_per_epoch is not None and step >= max_steps_per_epoch:
-                    break
-                images, labels = _batch_to(batch, device, channels_last)
-                if probe_layout and channels_last:
-                    probe_layout = False
-                    if not _runs_channels_last(model, images):
-                        channels_last = False
-                        model.to(memory_format=torch.contiguous_format)
-                        images = images.contiguous()
-                with _autocast(device, amp):
-                    logits = _forward(forward_model, images, labels)
-                    loss = loss_fn(logits.float(), labels)
-                optimizer.zero_grad(set_to_none=True)
-                if scaler is not None:
-                    scaler.scale(loss).backward()
-                    scaler.unscale_(optimizer)
-                else:
-                    loss.backward()
-                if grad_of is not None:
-                    grad = grad_of()
-                    history.grad_norms.append(float(grad.norm()) if grad is not None else 0.0)
-                if grad_clip is not None:
-                    nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-                if scaler is not None:
-                    scaler.step(optimizer)
-                    scaler.update()
-                else:
-                    optimizer.step()
-                if scheduler is not None and scheduler_per_step:
-                    scheduler.step()
-                total_loss += loss.detach() * len(labels)
-                correct += (logits.detach().argmax(1) == labels).sum()
-                seen += len(labels)
-                bar.update(1)
-            bar.close()
+            with tqdm(total=steps, desc=f"{history.name} epoch {epoch + 1}/{cfg.epochs}",
+                      disable=not cfg.progress, leave=False) as bar:
+                for batch in islice(train_loader, cfg.max_steps_per_epoch):
+                    images, labels = _batch_to(batch, device)
+                    if probe:
+                        probe = False
+                        channels_last = _keep_channels_last(model, images)
+                    if channels_last and images.dim() == 4:
+                        images = images.contiguous(memory_format=torch.channels_last)
+                    loss, logits = _train_step(forward_model, images, labels, optimizer,
+                                               loss_fn, autocast, scaler, cfg.grad_clip,
+                                               track_grad)
+                    if scheduler is not None and cfg.scheduler_per_step:
+                        scheduler.step()
+                    total_loss += loss * len(labels)
+                    correct += (logits.argmax(1) == labels).sum()
+                    seen += len(labels)
+                    bar.update(1)
             if seen == 0:
                 raise ValueError("the training loader yielded no batches")
-            if scheduler is not None and not scheduler_per_step:
+            if scheduler is not None and not cfg.scheduler_per_step:
                 scheduler.step()
             history.train_loss.append(total_loss.item() / seen)
             history.train_acc.append(correct.item() / seen)
@@ -273,12 +338,8 @@ def fit(model: nn.Module, train_loader, test_loader=None, epochs: int = 1,
                 history.test_loss.append(test_loss)
                 history.test_acc.append(test_acc)
             history.seconds.append(time.perf_counter() - start)
-            if progress:
-                line = (f"{history.name} epoch {epoch + 1}/{epochs}: "
-                        f"train loss {history.train_loss[-1]:.3f}, acc {history.train_acc[-1]:.1%}")
-                if test_loader is not None:
-                    line += f" | test acc {history.test_acc[-1]:.1%}"
-                print(line + f" ({history.seconds[-1]:.1f} s)")
+            if cfg.progress:
+                print(_epoch_line(history, cfg.epochs))
     finally:  # the caller gets the model back in the default layout, even after an error
         if channels_last:
             model.to(memory_format=torch.contiguous_format)

@@ -191,3 +191,19 @@ def test_make_loaders_seeds_workers_and_rejects_empty_subsets():
     assert make_loaders(data, mode="grade")[0].worker_init_fn is None
     with pytest.raises(ValueError, match="train_subset must be at least 1"):
         make_loaders(data, train_subset=0)
+
+
+@pytest.mark.parametrize("bad", [0, -1, -128, 2.5, True, "32"])
+def test_make_loaders_rejects_a_batch_size_below_one(bad):
+    data = ShapesDataset(n=64, seed=0)
+    with pytest.raises(ValueError, match=r"batch_size must be a whole number >= 1 \(or None") as err:
+        make_loaders(data, mode="quick", batch_size=bad)
+    assert len(str(err.value).splitlines()) == 1
+
+
+def test_make_loaders_batch_size_none_or_left_out_is_the_modes(capsys):
+    data = ShapesDataset(n=300, seed=0)
+    assert make_loaders(data, mode="grade")[0].batch_size == 32
+    assert make_loaders(data, mode="quick", batch_size=None)[0].batch_size == 128
+    assert make_loaders(data, mode="quick", batch_size=1)[0].batch_size == 1
+    assert "batch 1 (QUICK)" in capsys.readouterr().out.splitlines()[-1]

@@ -92,3 +92,11 @@ def test_profile_keeps_a_frozen_batchnorm_in_eval_mode():
 def test_bad_input_size_is_one_clear_error(bad):
     with pytest.raises(ValueError, match="input_size must be"):
         profile_model(nn.Conv2d(3, 4, 3), bad)
+
+
+def test_profile_restores_mixed_modes_when_the_forward_fails():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Dropout()).train()
+    model[1].eval()
+    with pytest.raises(RuntimeError, match="forward pass at input size"):
+        profile_model(model, (1, 2, 8, 8))  # 2 channels for a 3-channel conv
+    assert [m.training for m in model.modules()] == [True, True, False, True]

@@ -8,7 +8,8 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from course_utils import train as train_module
-from course_utils.train import History, evaluate, fit
+from course_utils.eval_mode import eval_mode
+from course_utils.train import FitSettings, History, evaluate, fit
 
 
 def _separable(n=256, seed=0):
@@ -240,3 +241,92 @@ def test_default_optimizer_is_fused_adam_and_compile_is_used(monkeypatch):
         compile=True)
     assert created == [{"lr": 1e-3, "fused": True}]
     assert compiled == [model]
+
+
+@pytest.mark.parametrize(("keyword", "bad"), [
+    ("epochs", -1), ("epochs", 1.5), ("epochs", True), ("lr", 0), ("lr", -1e-3), ("lr", "0.1"),
+    ("grad_clip", 0), ("grad_clip", -1.0), ("max_steps_per_epoch", 0),
+    ("max_steps_per_epoch", 2.0), ("track_grad_norm", 3)])
+def test_settings_reject_bad_values_with_the_keyword_in_the_message(keyword, bad):
+    with pytest.raises(ValueError, match=rf"^{keyword} must be .*, not {bad!r}$"):
+        FitSettings(**{keyword: bad})
+
+
+def test_fit_checks_its_settings_before_touching_the_model():
+    model = _net()
+    before = [p.clone() for p in model.parameters()]
+    loader = DataLoader(_separable(n=32), batch_size=16)
+    for keywords in ({"epochs": -1}, {"grad_clip": 0.0}, {"max_steps_per_epoch": 0},
+                     {"track_grad_norm": "conv1.weight"}):
+        with pytest.raises(ValueError, match="must be|not a parameter"):
+            fit(model, loader, progress=False, mode="quick", **keywords)
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+    assert all(p.is_contiguous() for p in model.parameters())  # never switched to NHWC
+
+
+def test_settings_defaults_and_the_modes_fill_ins():
+    assert FitSettings() == FitSettings(epochs=1, lr=1e-3, grad_clip=None, progress=True,
+                                        max_steps_per_epoch=None, channels_last=None)
+    FitSettings(epochs=0, lr=1, grad_clip=1, max_steps_per_epoch=1, track_grad_norm=len)
+    with pytest.raises(AttributeError):
+        FitSettings().epochs = 2  # frozen: one run, one set of settings
+
+
+def test_max_steps_per_epoch_asks_the_loader_for_only_those_batches():
+    fetched = []
+
+    class Counting:
+        def __init__(self, data):
+            self.loader = DataLoader(data, batch_size=8)
+
+        def __iter__(self):
+            for batch in self.loader:
+                fetched.append(1)
+                yield batch
+
+    model = _net()
+    history = fit(model, Counting(_separable(n=64)), epochs=2, max_steps_per_epoch=3,
+                  track_grad_norm="0.weight", progress=False, mode="quick")
+    assert len(history.grad_norms) == 6 and len(fetched) == 6  # a loader without len() too
+
+
+def test_track_grad_norm_takes_a_function_of_the_model():
+    loader = DataLoader(_separable(n=32), batch_size=8)
+    by_name = fit(_net(), loader, track_grad_norm="0.weight", progress=False, mode="quick")
+    by_function = fit(_net(), loader, track_grad_norm=lambda m: m[0].weight, progress=False,
+                      mode="quick")
+    assert len(by_name.grad_norms) == 4
+    assert by_function.grad_norms == pytest.approx(by_name.grad_norms)
+
+
+def _mixed_modes():
+    """A training model with a frozen (eval) BatchNorm inside a training block, and vice versa."""
+    model = nn.Sequential(nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4)),
+                          nn.Sequential(nn.Dropout(), nn.Flatten()), nn.Linear(16, 2))
+    model.train()
+    model[0][1].eval()
+    model[1].eval()
+    model[1][1].train()
+    return model, [m.training for m in model.modules()]
+
+
+def test_eval_mode_restores_each_submodules_flag():
+    model, flags = _mixed_modes()
+    with eval_mode(model) as inside:
+        assert inside is model and not any(m.training for m in model.modules())
+    assert [m.training for m in model.modules()] == flags
+
+
+def test_eval_mode_restores_the_flags_when_the_block_raises():
+    model, flags = _mixed_modes()
+    with pytest.raises(KeyError), eval_mode(model):
+        raise KeyError("boom")
+    assert [m.training for m in model.modules()] == flags
+
+
+def test_evaluate_restores_mixed_modes_even_when_the_model_fails():
+    model, flags = _mixed_modes()
+    with pytest.raises(ValueError, match="failed on a batch"):
+        evaluate(model, DataLoader(TensorDataset(torch.zeros(4, 1, 4, 4), torch.zeros(4).long()),
+                                   batch_size=4))  # 1 channel for a 3-channel conv
+    assert [m.training for m in model.modules()] == flags
