@@ -6,6 +6,7 @@ They are written the way a student would (not copied from the checker), in the s
 import copy
 
 import matplotlib
+import practice_corpus
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -82,13 +83,15 @@ class CifarResNet(nn.Module):
     def __init__(self, num_blocks=6):
         super().__init__()
         self.stem = nn.Sequential(*conv_bn_relu(3, 16))
-        per_stage, blocks, c = num_blocks // 3, [], 16
+        # num_blocks spread over the three stages, earlier ones first (the notebook's stage_sizes)
+        sizes = [num_blocks // 3 + (1 if i < num_blocks % 3 else 0) for i in range(3)]
+        blocks, c = [], 16
         for stage, width in enumerate((16, 32, 64)):
-            for i in range(per_stage):
+            for i in range(sizes[stage]):
                 blocks.append(BasicBlock(c, width, 2 if stage > 0 and i == 0 else 1))
                 c = width
         self.layers = nn.Sequential(*blocks)
-        self.fc = nn.Linear(64, 10)
+        self.fc = nn.Linear(c, 10)
 
     def forward(self, x):
         return self.fc(self.layers(self.stem(x)).mean((2, 3)))
@@ -173,12 +176,17 @@ class LeNetStyle(nn.Module):
         return self.classifier(self.features(x))
 
 
+def conv_relu(cin, cout):
+    """VGG had no BatchNorm; the Identity keeps conv_bn_relu's layer indices."""
+    return [nn.Conv2d(cin, cout, 3, padding=1), nn.Identity(), nn.ReLU()]
+
+
 class VGGStyle(nn.Module):
     def __init__(self, num_classes=10):
         super().__init__()
-        self.features = nn.Sequential(*conv_bn_relu(3, 32), *conv_bn_relu(32, 32),
-                                      nn.MaxPool2d(2), *conv_bn_relu(32, 64),
-                                      *conv_bn_relu(64, 64), nn.MaxPool2d(2))
+        self.features = nn.Sequential(*conv_relu(3, 32), *conv_relu(32, 32),
+                                      nn.MaxPool2d(2), *conv_relu(32, 64),
+                                      *conv_relu(64, 64), nn.MaxPool2d(2))
         self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(64 * 8 * 8, num_classes))
 
     def forward(self, x):
@@ -218,4 +226,5 @@ SOLUTIONS = {
     "ex4_best": best_accuracy_per_parameter, "ex5_lenet_style": LeNetStyle,
     "ex5_vgg_style": VGGStyle, "ex5_resnet_style": ResNetStyle,
     "ex5_plot": plot_learning_curves,
+    **practice_corpus.SOLUTIONS,  # lessons 01, 02, 06 and 07
 }

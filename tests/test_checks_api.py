@@ -10,7 +10,11 @@ from course_utils.checks import available_checks, check
 
 API_NAMES = {"basic_block", "se_block", "ex1_plain_cnn", "ex1_cifar_resnet", "ex1_grad_norm",
              "ex2_small_resnet", "ex2_count_parameters", "ex3_se_net", "ex4_efficiency_table",
-             "ex4_best", "ex5_lenet_style", "ex5_vgg_style", "ex5_resnet_style", "ex5_plot"}
+             "ex4_best", "ex5_lenet_style", "ex5_vgg_style", "ex5_resnet_style", "ex5_plot",
+             "practice_conv2d_im2col", "practice_conv_cost", "practice_vgg_num_params",
+             "practice_vgg_conv_macs", "practice_interpolate_pos_embedding",
+             "practice_attention_distance", "box_cxcywh_to_xyxy", "box_xyxy_to_cxcywh",
+             "param_groups"}
 
 
 def message(name, obj, **options):

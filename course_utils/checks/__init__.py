@@ -72,7 +72,20 @@ from typing import Any
 import torch
 
 # Importing the check modules registers them.
-from . import _ops, basic_block, ex1, ex2, ex3, ex4, ex5, se_block  # noqa: E402,F401,I001
+from . import (  # noqa: E402,F401,I001
+    _ops,
+    basic_block,
+    ex1,
+    ex2,
+    ex3,
+    ex4,
+    ex5,
+    practice01,
+    practice02,
+    practice06,
+    practice07,
+    se_block,
+)
 from ._calls import CheckFailure, Unanswered, UsageError, exception_str
 from ._registry import REGISTRY
 

@@ -20,12 +20,15 @@ from ._behaviour import (
 from ._calls import UsageError, call, call_str, expect_class, fail, instance_of, n
 from ._cheating import reject_reference
 from ._mistakes import basic_block_params, basic_block_variants
-from ._registry import register
+from ._registry import grading, register
 from ._weights import count_params
 
 # (in_channels, out_channels, stride): same shape; more channels; both; stride only.
 CONFIGS = ((64, 64, 1), (64, 128, 1), (64, 128, 2), (64, 64, 2))
 BATCH, SIZE = 2, 8
+# Only when grading, with (in, out, stride, size): odd sizes, whose strided output rounds up
+# like a strided conv (7×7 → 4×4), and a small block that keeps its shape (identity shortcut).
+HIDDEN = ((8, 16, 2, 7), (16, 16, 1, 5))
 SIGNATURE = "class BasicBlock(nn.Module) with __init__(self, in_channels, out_channels, stride=1)"
 FORWARD = ("out = relu(bn1(conv1(x))) with conv1 a 3×3 conv with the stride; out = "
            "bn2(conv2(out)) with a 3×3 conv; identity = x, or a 1×1 conv with the stride + "
@@ -101,12 +104,13 @@ def check_basic_block(obj: object, configs: tuple[tuple[int, int, int], ...] = C
     reject_reference(obj, "BasicBlock")
     g = _ops.generator(0)
     notes: list[str] = []
-    for cin, cout, stride in configs:
+    cases = [(*config, SIZE) for config in configs] + list(HIDDEN if grading() else ())
+    for cin, cout, stride, size in cases:
         ctor = call_str("BasicBlock", cin, cout, stride=stride)
         module = call(ctor, obj, cin, cout, stride=stride, hint=_crash_hint(cin, cout, stride))
         instance_of(module, ctor)
         reject_reference(module, "BasicBlock")
-        x = _ops.randn((BATCH, cin, SIZE, SIZE), generator=g)
+        x = _ops.randn((BATCH, cin, size, size), generator=g)
         subject = Subject(module, x, f"{ctor}(x)")
         subject_notes = verify_block(subject, cin, cout, stride)
         notes = notes or subject_notes  # the same remark in every configuration: say it once

@@ -10,7 +10,7 @@ from torch import nn
 from . import _ops
 from ._calls import call, expect_class, expect_function, fail
 from ._cheating import reject_reference
-from ._registry import register
+from ._registry import grading, register
 from ._structure import (
     build,
     bypassed_conv,
@@ -54,8 +54,27 @@ def check_plain_cnn(obj: object) -> str:
     default = build(obj, "PlainCNN", hint=f"Expected: {PLAIN}.")
     if len(conv_layers(default)) != 6:
         fail(f"PlainCNN() has {len(conv_layers(default))} conv layers; the default depth is 6.")
+    if grading():
+        _hidden_plain(obj, default)
     return ("✓ PlainCNN: 3×32×32 → 10 logits, `depth` conv layers (checked 6, 20 and the "
             "default), no skip connection.")
+
+
+def _hidden_plain(obj: object, default: nn.Module) -> None:
+    """Grading only: very shallow and odd depths, and BatchNorm after the convolutions."""
+    x = _images(3, seed=1)
+    for depth in (1, 2, 9):
+        model = build(obj, "PlainCNN", depth=depth, hint=f"Expected: {PLAIN}.")
+        convs = conv_layers(model)
+        if len(convs) != depth:
+            fail(f"PlainCNN(depth={depth}) has {len(convs)} nn.Conv2d layers; `depth` is the "
+                 f"number of conv layers (the 3→16 conv counts), so it should have {depth}.")
+        run_classifier(model, x, 10, f"PlainCNN(depth={depth})(x) with x of shape (3, 3, 32, 32)",
+                       "PlainCNN")
+    if not any(isinstance(m, nn.BatchNorm2d) for m in default.modules()):
+        fail("PlainCNN() has no nn.BatchNorm2d: every layer is a 3×3 conv → BatchNorm → ReLU, "
+             "as in the ResNet it is compared with (otherwise the comparison measures "
+             "BatchNorm, not skip connections).")
 
 
 @register("ex1_cifar_resnet", "CifarResNet(num_blocks=6)")
@@ -86,14 +105,53 @@ def check_cifar_resnet(obj: object) -> str:
                  f"{extra}")
         if num_blocks == 6:
             check_all_used(model, x, what)
+    if grading():
+        _hidden_resnet(obj)
     return ("✓ CifarResNet: 3×32×32 → 10 logits with `num_blocks` residual blocks (checked 6, "
             "12 and the default).")
+
+
+def _hidden_resnet(obj: object) -> None:
+    """Grading only: 1, 3 and 9 blocks, each with 2·num_blocks + 1 3×3 convs (its plain twin)."""
+    x = _images(2, seed=1)
+    for num_blocks in (1, 3, 9):
+        ctor = f"CifarResNet(num_blocks={num_blocks})"
+        model = build(obj, "CifarResNet", num_blocks=num_blocks, hint=f"Expected: {RESNET}.")
+        run_classifier(model, x, 10, f"{ctor}(x) with x of shape (2, 3, 32, 32)", "CifarResNet")
+        blocks = residual_blocks(model, x)
+        if len(blocks) != num_blocks:
+            fail(f"{ctor} has {len(blocks)} residual blocks; expected {num_blocks} "
+                 "(`num_blocks` is the total number of blocks over the three stages).")
+        convs = [name for name, m in conv_layers(model) if tuple(m.kernel_size) == (3, 3)]
+        if len(convs) != 2 * num_blocks + 1:
+            fail(f"{ctor} has {len(convs)} 3×3 conv layers; expected 2·{num_blocks} + 1 = "
+                 f"{2 * num_blocks + 1}: the 3→16 stem conv plus two per block, so that its "
+                 f"plain twin is PlainCNN(depth={2 * num_blocks + 1}).")
 
 
 # --- first_layer_grad_norm ---------------------------------------------------------------------
 
 
-class _Plain(nn.Module):
+class _KeepsGrads:
+    """Mixin: the model's .grad fields survive pickling. When grading, the model is sent to the
+    student's kernel (pickled), and the stale gradients of the "clear them first" cases must
+    arrive there too."""
+
+    def __getstate__(self) -> dict:
+        state = dict(super().__getstate__())
+        state["_course_grads"] = {k: p.grad for k, p in self.named_parameters()
+                                  if p.grad is not None}
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        grads = state.pop("_course_grads", {})
+        super().__setstate__(state)
+        for k, p in self.named_parameters():
+            if k in grads:
+                p.grad = grads[k]
+
+
+class _Plain(_KeepsGrads, nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.features = nn.Sequential(
@@ -105,7 +163,7 @@ class _Plain(nn.Module):
         return self.head(self.features(x))
 
 
-class _Residual(nn.Module):
+class _Residual(_KeepsGrads, nn.Module):
     """The classifier is registered before the stem: the first *conv* is `stem.0`."""
 
     def __init__(self) -> None:
@@ -120,6 +178,14 @@ class _Residual(nn.Module):
         x = self.stem(x)
         x = x + self.conv_b(self.conv_a(x).relu())
         return self.classifier(x.mean((2, 3)))
+
+
+class _Sequential(_KeepsGrads, nn.Sequential):
+    """Grading only: an nn.Sequential whose first module is not the conv (index 1 is)."""
+
+    def __init__(self) -> None:
+        super().__init__(nn.Identity(), nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Conv2d(4, 4, 3),
+                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 10))
 
 
 def _grads(model: nn.Module, images, labels, reduction: int = 1) -> dict[str, object]:
@@ -209,8 +275,10 @@ def _one_case(fn: object, make: type, seed: int, stale: bool) -> str | None:
 @register("ex1_grad_norm", "first_layer_grad_norm(model, images, labels) -> float")
 def check_grad_norm(obj: object) -> str:
     expect_function(obj, "first_layer_grad_norm", GRAD)
-    for seed, (make, stale) in enumerate([(_Plain, False), (_Residual, False), (_Plain, True),
-                                          (_Residual, True)]):
+    cases = [(_Plain, False), (_Residual, False), (_Plain, True), (_Residual, True)]
+    if grading():
+        cases += [(_Sequential, False), (_Sequential, True)]
+    for seed, (make, stale) in enumerate(cases):
         problem = _one_case(obj, make, seed, stale)
         if problem:
             fail(problem)

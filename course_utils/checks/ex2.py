@@ -6,13 +6,14 @@ import copy
 import inspect
 import numbers
 
+import torch
 from torch import nn
 
 from . import _ops
 from ._behaviour import Subject
 from ._calls import call, expect_class, expect_function, fail, n
 from ._cheating import Watch, course_helper, reject_course_helper, reject_reference
-from ._registry import register
+from ._registry import grading, register
 from ._structure import build, check_all_used, residual_blocks, run_classifier
 from .basic_block import verify_block
 
@@ -53,6 +54,13 @@ def check_small_resnet(obj: object) -> str:
             verify_block(subject, cin, cout, stride)
         if not kwargs:
             check_all_used(model, x, what)
+    if grading():  # another channel count and number of classes, another batch size
+        model = build(obj, "SmallResNet", hint=f"Expected: {SMALL}.", in_channels=3,
+                      num_classes=7)
+        x = torch.randn(5, 3, 28, 28, generator=torch.Generator().manual_seed(1))
+        run_classifier(model, x, 7,
+                       "SmallResNet(in_channels=3, num_classes=7)(x) with x of shape "
+                       "(5, 3, 28, 28)", "SmallResNet")
     return ("✓ SmallResNet: 1×28×28 → (batch, 10) (and 3×28×28 → 5 classes) with exactly 4 "
             "residual blocks, each behaving like torchvision's BasicBlock.")
 
@@ -76,10 +84,17 @@ def _models() -> list[tuple[str, nn.Module]]:
     frozen = copy.deepcopy(cnn)
     for p in frozen[0].parameters():
         p.requires_grad_(False)
-    return [("a small CNN with BatchNorm", cnn),
-            ("the same CNN with its conv layer frozen (requires_grad=False)", frozen),
-            ("a model whose two Linear layers share one weight", _Tied()),
-            ("nn.ReLU() (no parameters)", nn.ReLU())]
+    models = [("a small CNN with BatchNorm", cnn),
+              ("the same CNN with its conv layer frozen (requires_grad=False)", frozen),
+              ("a model whose two Linear layers share one weight", _Tied()),
+              ("nn.ReLU() (no parameters)", nn.ReLU())]
+    if grading():
+        tiny = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.Linear(4, 2))
+        half = copy.deepcopy(tiny)
+        half[0].requires_grad_(False)
+        models += [("nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.Linear(4, 2))", tiny),
+                   ("the same model with its conv layer frozen", half)]
+    return models
 
 
 def _count(model: nn.Module, trainable_only: bool = True) -> int:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import functools
 
+import torch
+
 from . import _ops
 from . import _reference as ref
 from ._behaviour import (
@@ -26,8 +28,8 @@ from ._behaviour import (
 from ._calls import expect_class, fail, n
 from ._cheating import reject_reference
 from ._mistakes import SE_MISTAKES
-from ._registry import register
-from ._structure import build
+from ._registry import grading, register
+from ._structure import build, run_classifier
 from ._weights import Slot, count_params, units_of
 
 SIGNATURE = ("class CIFAR10NetSE(nn.Module): course_utils.models.CIFAR10Net with SEBlock(64) "
@@ -96,6 +98,15 @@ def _expected_params(units: list) -> int:
     return total
 
 
+def _hidden_num_classes(obj: object) -> None:
+    """Grading only: CIFAR10NetSE(num_classes=7) gives 7 logits, like CIFAR10Net(num_classes=7)."""
+    model = build(obj, "CIFAR10NetSE", num_classes=7,
+                  hint="Expected: CIFAR10NetSE(num_classes=10), like CIFAR10Net.").eval()
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    run_classifier(model, x, 7, "CIFAR10NetSE(num_classes=7)(x) in eval mode with x of shape "
+                   "(2, 3, 32, 32)", "CIFAR10NetSE")
+
+
 @register("ex3_se_net", "CIFAR10NetSE()")
 def check_se_net(obj: object) -> str:
     expect_class(obj, "CIFAR10NetSE", SIGNATURE)
@@ -130,6 +141,8 @@ def check_se_net(obj: object) -> str:
         fail(f"CIFAR10NetSE behaves like CIFAR10Net + SE, but has layers its forward never uses: "
              f"{layers}. Expected {n(expected)} parameters like {reference}; yours has "
              f"{n(count_params(model))}.")
+    if grading():
+        _hidden_num_classes(obj)
     place = {"after_relu": "after BN + ReLU", "after_pool": "after pooling",
              "after_bn": "after BN, before ReLU"}[found.variant.key]
     notes = bias_notes(found.notes, "torchvision's SqueezeExcitation")

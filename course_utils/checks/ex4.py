@@ -21,7 +21,7 @@ from torchvision import models
 
 from . import _ops
 from ._calls import call, describe, expect_function, fail, n
-from ._registry import register
+from ._registry import grading, register
 
 NAMES = ("vgg16", "resnet50", "efficientnet_b0")
 # The syllabus table the exercise says to take top-1 from ("from the lesson's table").
@@ -29,6 +29,7 @@ SEED_TOP1 = {"vgg16": 71.5, "resnet50": 76.0, "resnet152": 78.3, "efficientnet_b
              "efficientnet_b7": 84.3}
 # A second, cheap call proves the function computes its rows: another model, another size.
 PROBE_NAME, PROBE_SIZE = "mobilenet_v2", 192
+HIDDEN_PROBE = ("resnet18", 160)  # only when grading
 KEYS = ("name", "params", "macs", "top1", "top1_per_mparam")
 TABLE = "def efficiency_table(names, input_size=224) -> list of dicts with keys " + ", ".join(KEYS)
 BEST = "def best_accuracy_per_parameter(rows) -> str (the name of the best row)"
@@ -173,11 +174,13 @@ def check_efficiency_table(obj: object, rows: object = None) -> str:
     problem = _row_problems(rows, names, 224, what)
     if problem:
         fail(problem)
-    probe_what = f"efficiency_table([{PROBE_NAME!r}], input_size={PROBE_SIZE})"
-    probe_rows = call(probe_what, obj, [PROBE_NAME], input_size=PROBE_SIZE)
-    problem = _row_problems(probe_rows, [PROBE_NAME], PROBE_SIZE, probe_what)
-    if problem:
-        fail(problem)
+    probes = [(PROBE_NAME, PROBE_SIZE)] + ([HIDDEN_PROBE] if grading() else [])
+    for name, size in probes:
+        probe_what = f"efficiency_table([{name!r}], input_size={size})"
+        probe_rows = call(probe_what, obj, [name], input_size=size)
+        problem = _row_problems(probe_rows, [name], size, probe_what)
+        if problem:
+            fail(problem)
     return (f"✓ efficiency_table: params, MACs (within 2 %), top-1 and top-1 per M params right "
             f"for {', '.join(names)} and for {PROBE_NAME} at input_size={PROBE_SIZE}.")
 
@@ -192,8 +195,19 @@ def _row(name: str, params: int | None = None, top1: float | None = None) -> dic
             "top1_per_mparam": top1 / (params / 1e6)}
 
 
+def _made_up(name: str, params: int, top1: float) -> dict:
+    return {"name": name, "params": params, "macs": 1e9, "top1": top1,
+            "top1_per_mparam": top1 / (params / 1e6)}
+
+
 def _cases() -> list[tuple[str, list[dict]]]:
     real = [_row(name) for name in NAMES]
+    hidden = []
+    if grading():
+        table = [_made_up("a", 10_000_000, 70.0), _made_up("b", 2_000_000, 20.0),
+                 _made_up("c", 1_000_000, 9.0)]
+        hidden = [("made-up rows a, b, c", table), ("made-up rows c, b, a", table[::-1]),
+                  ("a single row", table[:1])]
     return [
         ("the real table", real),
         ("the same rows in another order", [real[2], real[0], real[1]]),
@@ -201,7 +215,7 @@ def _cases() -> list[tuple[str, list[dict]]]:
             real[0], _row("resnet50", params=1_000_000), real[2]]),
         ("rows for alexnet, mobilenet_v2 and resnet18", [
             _row("alexnet"), _row("resnet18"), _row("mobilenet_v2")]),
-    ]
+    ] + hidden
 
 
 def _best_problem(value: object, rows: list[dict], label: str, usual: str) -> str | None:

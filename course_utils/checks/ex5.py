@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 
+import torch
+from torch import nn
+
 from . import _ops
 from ._calls import call, describe, expect_class, expect_function, fail
 from ._cheating import Watch, course_helper, reject_course_helper, reject_reference
-from ._registry import register
+from ._registry import grading, register
 from ._structure import (
     build,
     bypassed_conv,
@@ -43,7 +46,21 @@ def _plain_net(obj: object, name: str, convs: int, kernel3: bool) -> str:
         fail(f"{name} has a skip connection around `{skipped}` (with that layer zeroed the "
              "output still depends on the input); this step of the evolution has none.")
     check_all_used(model, x, what)
+    if grading():
+        _hidden_num_classes(obj, name, signature)
+        if kernel3 and any(isinstance(m, nn.BatchNorm2d) for m in model.modules()):
+            fail(f"{name}() has nn.BatchNorm2d layers; the VGG-style step of the evolution has "
+                 "none (BatchNorm came after VGG: this step shows what depth alone gives).")
     return f"✓ {name}: {SHAPE}, {convs} conv layers{' (all 3×3)' if kernel3 else ''}, no skip connection."
+
+
+def _hidden_num_classes(obj: object, name: str, signature: str) -> None:
+    """Grading only: another num_classes (7 for LeNetStyle, 5 for the others)."""
+    classes = 7 if name == "LeNetStyle" else 5
+    model = build(obj, name, num_classes=classes, hint=f"Expected: {signature}.")
+    x = torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    run_classifier(model, x, classes, f"{name}(num_classes={classes})(x) with x of shape "
+                   "(3, 3, 32, 32)", name)
 
 
 @register("ex5_lenet_style", "LeNetStyle()")
@@ -73,12 +90,16 @@ def check_resnet(obj: object) -> str:
              "ResNet-style net has 4 (each its own module with a skip connection, e.g. your "
              "BasicBlock).")
     check_all_used(model, x, what)
+    if grading():
+        _hidden_num_classes(obj, "ResNetStyle", signature)
     return f"✓ ResNetStyle: {SHAPE}, 4 residual blocks with skip connections."
 
 
 # --- plot_learning_curves -----------------------------------------------------------------------
 
 PLOT = "def plot_learning_curves(histories) -> matplotlib.figure.Figure"
+# Only when grading: two models (at least 4 lines), names the notebook never uses.
+_HIDDEN_CURVES = {"A": ([1.0, 0.5], [0.3, 0.6]), "B": ([2.0, 1.5, 1.0], [0.1, 0.2, 0.4])}
 _CURVES = {  # different lengths and values per model, so nothing can be hard-coded
     "LeNetStyle": ([2.10, 1.80, 1.62], [0.31, 0.38, 0.41]),
     "VGGStyle": ([2.20, 1.70, 1.40, 1.22], [0.29, 0.44, 0.52, 0.57]),
@@ -135,21 +156,26 @@ def check_plot(obj: object) -> str:
 
     expect_function(obj, "plot_learning_curves", PLOT)
     reject_course_helper(obj, "plot_learning_curves", "plots")
-    histories = {name: _history(name, *curves) for name, curves in _CURVES.items()}
-    before = set(plt.get_fignums())
-    with Watch(also_forbid=(course_helper("plots"),)) as watch:
-        fig = call("plot_learning_curves(histories) with 3 models", obj, histories)
-    try:
-        watch.reject("plot_learning_curves")
-        return _check_figure(fig, Figure)
-    finally:  # don't leave the checker's figures for the notebook to display
-        for num in set(plt.get_fignums()) - before:
-            plt.close(num)
-        if isinstance(fig, Figure):
-            plt.close(fig)
+    line = ""
+    for curves in [_CURVES] + ([_HIDDEN_CURVES] if grading() else []):
+        histories = {name: _history(name, *c) for name, c in curves.items()}
+        before = set(plt.get_fignums())
+        with Watch(also_forbid=(course_helper("plots"),)) as watch:
+            fig = call(f"plot_learning_curves(histories) with {len(curves)} models", obj,
+                       histories)
+        try:
+            watch.reject("plot_learning_curves")
+            verdict = _check_figure(fig, Figure, curves)
+            line = line or verdict  # the notebook's cases give the ✓ line
+        finally:  # don't leave the checker's figures for the notebook to display
+            for num in set(plt.get_fignums()) - before:
+                plt.close(num)
+            if isinstance(fig, Figure):
+                plt.close(fig)
+    return line
 
 
-def _check_figure(fig: object, figure_type: type) -> str:
+def _check_figure(fig: object, figure_type: type, curves: dict = _CURVES) -> str:
     what = "plot_learning_curves(histories)"
     if not isinstance(fig, figure_type):
         extra = ""
@@ -164,7 +190,7 @@ def _check_figure(fig: object, figure_type: type) -> str:
              " curve per model.")
     all_lines = [line for _, line in lines]
     axes_of = {id(line): ax for ax, line in lines}
-    for name, (loss, acc) in _CURVES.items():
+    for name, (loss, acc) in curves.items():
         for kind, values, percent_ok, word in (("training loss", loss, False, "loss"),
                                                ("test accuracy", acc, True, "acc")):
             found = _find(all_lines, values, percent_ok)

@@ -21,12 +21,13 @@ from ._behaviour import (
 from ._calls import UsageError, call, call_str, expect_class, fail, instance_of, n, shape_str
 from ._cheating import reject_reference
 from ._mistakes import se_params, se_variants
-from ._registry import register
+from ._registry import grading, register
 from ._weights import count_params, units_of
 
 # (channels, reduction, spatial size); reduction None = the default (16). 64 channels on 8×8
 # lets "pooling over channels" (64 = 8·8 values) run and be recognised.
 CONFIGS = ((64, 16, 8), (32, 4, 6), (48, 16, 5), (96, None, 4))
+HIDDEN = ((32, 8, 5), (24, 4, 7))  # only when grading
 BATCH = 3
 SIGNATURE = "class SEBlock(nn.Module) with __init__(self, channels, reduction=16)"
 FORWARD = ("s = mean of x over height and width (one value per channel); s = sigmoid(fc2(relu("
@@ -72,7 +73,7 @@ def check_se_block(obj: object, configs: tuple = CONFIGS) -> str:
     reject_reference(obj, "SEBlock")
     g = _ops.generator(0)
     notes: list[str] = []
-    for config in configs:
+    for config in tuple(configs) + (HIDDEN if grading() else ()):
         channels, reduction = config[0], config[1]
         size = config[2] if len(config) > 2 else 6
         args = (channels,) if reduction is None else (channels, reduction)
