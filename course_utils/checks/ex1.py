@@ -132,26 +132,7 @@ def _hidden_resnet(obj: object) -> None:
 # --- first_layer_grad_norm ---------------------------------------------------------------------
 
 
-class _KeepsGrads:
-    """Mixin: the model's .grad fields survive pickling. When grading, the model is sent to the
-    student's kernel (pickled), and the stale gradients of the "clear them first" cases must
-    arrive there too."""
-
-    def __getstate__(self) -> dict:
-        state = dict(super().__getstate__())
-        state["_course_grads"] = {k: p.grad for k, p in self.named_parameters()
-                                  if p.grad is not None}
-        return state
-
-    def __setstate__(self, state: dict) -> None:
-        grads = state.pop("_course_grads", {})
-        super().__setstate__(state)
-        for k, p in self.named_parameters():
-            if k in grads:
-                p.grad = grads[k]
-
-
-class _Plain(_KeepsGrads, nn.Module):
+class _Plain(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.features = nn.Sequential(
@@ -163,7 +144,7 @@ class _Plain(_KeepsGrads, nn.Module):
         return self.head(self.features(x))
 
 
-class _Residual(_KeepsGrads, nn.Module):
+class _Residual(nn.Module):
     """The classifier is registered before the stem: the first *conv* is `stem.0`."""
 
     def __init__(self) -> None:
@@ -180,7 +161,7 @@ class _Residual(_KeepsGrads, nn.Module):
         return self.classifier(x.mean((2, 3)))
 
 
-class _Sequential(_KeepsGrads, nn.Sequential):
+class _Sequential(nn.Sequential):
     """Grading only: an nn.Sequential whose first module is not the conv (index 1 is)."""
 
     def __init__(self) -> None:

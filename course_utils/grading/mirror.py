@@ -326,8 +326,10 @@ class RemoteFunction:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         watches = list(ACTIVE_WATCHES)
         watch = tuple(sorted({f for w in watches for f in w.also})) if watches else None
-        reply = self._channel("call", {"obj": self._id, "args": args, "kwargs": kwargs,
-                                       "watch": watch})
+        reply = self._channel("call", {
+            "obj": self._id, "args": args, "kwargs": kwargs, "watch": watch,
+            # pickling a module drops .grad: the stale gradients a check sets must arrive too
+            "grads": {i: _grads(a) for i, a in enumerate(args) if isinstance(a, nn.Module)}})
         for w in watches:
             w.forbidden.extend(reply["forbidden"])
         for mine, after in zip(args, reply["args"], strict=True):
@@ -338,6 +340,10 @@ class RemoteFunction:
 
     def __repr__(self) -> str:
         return f"<function {self.__qualname__}>"
+
+
+def _grads(module: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: p.grad for k, p in module.named_parameters() if p.grad is not None}
 
 
 def _apply_after(mine: Any, after: Any) -> None:
@@ -353,11 +359,12 @@ def _apply_after(mine: Any, after: Any) -> None:
         for key, p in mine.named_parameters():
             grad = after["grads"].get(key)
             p.grad = None if grad is None else grad.clone()
+            p.requires_grad_(bool(after["requires_grad"].get(key, p.requires_grad)))
         mine.train(after["training"])
     elif isinstance(mine, torch.Tensor) and isinstance(after, torch.Tensor):
-        if mine.shape == after.shape:
+        if mine.shape == after.shape and not torch.equal(mine, after):
             with torch.no_grad():
-                mine.copy_(after)
+                mine.copy_(after)  # (an unchanged expanded view cannot be written to)
     elif isinstance(mine, list) and isinstance(after, list):
         mine[:] = from_data(after)
     elif isinstance(mine, dict) and isinstance(after, dict):

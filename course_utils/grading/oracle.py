@@ -316,14 +316,21 @@ def _after(value: Any) -> Any:
                 "state": {k: v.detach().clone() for k, v in value.state_dict().items()},
                 "grads": {k: None if p.grad is None else p.grad.detach().clone()
                           for k, p in value.named_parameters()},
+                "requires_grad": {k: p.requires_grad for k, p in value.named_parameters()},
                 "training": value.training}
     if isinstance(value, torch.Tensor | list | dict):
         return to_data(value)
     return None
 
 
-def op_call(obj: int, args: tuple, kwargs: dict, watch: tuple | None = None) -> dict:
+def op_call(obj: int, args: tuple, kwargs: dict, watch: tuple | None = None,
+            grads: dict | None = None) -> dict:
     from course_utils.checks._cheating import Watch
+
+    for index, by_name in (grads or {}).items():
+        for name, p in args[index].named_parameters():
+            if name in by_name:
+                p.grad = by_name[name]
 
     watcher = Watch(also_forbid=watch) if watch is not None else None
     if watcher:
