@@ -57,7 +57,7 @@ def grading():
 def fails(name, obj, *phrases, hidden=False):
     """The check's message for ``obj`` (notebook, or grading when ``hidden``)."""
     with grading() if hidden else contextlib.nullcontext():
-        passed, text = judge(name, obj)
+        passed, text, _ = judge(name, obj)
     assert not passed, f"{name} passed {obj}"
     for phrase in phrases:
         assert phrase in text, text
@@ -654,7 +654,7 @@ def _judged(kc, item, expression, source):
     cells = [nbformat.v4.new_code_cell(source), nbformat.v4.new_code_cell(
         f"check({item!r}, SUBJECT)")]
     (verdict,) = judge_cell(cells, 1, KernelChannel(kc, timeout=60))
-    return verdict.passed, verdict.text
+    return verdict.passed, verdict.text, verdict.mistake
 
 
 CASES = [(item, f"practice_corpus.SOLUTIONS[{item!r}]", ok.SOLUTIONS[item])

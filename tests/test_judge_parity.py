@@ -53,7 +53,7 @@ def _remote(kc, item: str, expression: str) -> tuple[bool, str]:
     cells = [nbformat.v4.new_code_cell("SUBJECT = ..."),
              nbformat.v4.new_code_cell(f"check({item!r}, SUBJECT)")]
     (verdict,) = judge_cell(cells, 1, KernelChannel(kc, timeout=60))
-    return verdict.passed, verdict.text
+    return verdict.passed, verdict.text, verdict.mistake
 
 
 @pytest.mark.parametrize("item,expression,obj", CASES, ids=[c[1] for c in CASES])

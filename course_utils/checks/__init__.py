@@ -12,7 +12,8 @@ function) by behaviour against a trusted reference:
   "not implemented yet" message; an unknown ``name`` raises ``ValueError`` listing the valid
   names, an unknown option raises ``TypeError``.
 
-Names (``available_checks()`` lists them with the API each expects): ``basic_block``
+Names (``available_checks()`` lists them with the API each expects). Lessons 03–05:
+``basic_block``
 (``BasicBlock(in_channels, out_channels, stride=1)``; option ``configs``), ``se_block``
 (``SEBlock(channels, reduction=16)``; option ``configs``), ``ex1_plain_cnn``
 (``PlainCNN(depth=6)``), ``ex1_cifar_resnet`` (``CifarResNet(num_blocks=6)``),
@@ -23,7 +24,10 @@ Names (``available_checks()`` lists them with the API each expects): ``basic_blo
 option ``rows``: the table already computed in the notebook), ``ex4_best``
 (``best_accuracy_per_parameter(rows) -> str``), ``ex5_lenet_style`` / ``ex5_vgg_style`` /
 ``ex5_resnet_style`` (``LeNetStyle()``, ``VGGStyle()``, ``ResNetStyle()``) and ``ex5_plot``
-(``plot_learning_curves(histories) -> Figure``).
+(``plot_learning_curves(histories) -> Figure``). Practice items: ``practice_conv2d_im2col``,
+``practice_conv_cost`` (01), ``practice_vgg_num_params``, ``practice_vgg_conv_macs`` (02),
+``practice_interpolate_pos_embedding``, ``practice_attention_distance`` (06),
+``box_cxcywh_to_xyxy``, ``box_xyxy_to_cxcywh``, ``param_groups`` (07).
 
 Why a conv bias right before BatchNorm is only a note: in train mode BatchNorm subtracts the
 per-channel batch mean, which removes a per-channel constant exactly (the bias's gradient is
@@ -33,47 +37,28 @@ absorbs it. The function the network can represent is unchanged — only paramet
 outputs differ, but that is an artefact of the copy, not a mistake; the checker zeroes such
 biases when copying and says so in a note.)
 
-What the checker defends against, and what it cannot
-----------------------------------------------------
-Defended (tests/test_checks_hostile.py):
-
-- torchvision's reference handed in as the student's own: the class itself, a subclass, a
-  module holding one, a method copied from it, or a forward that calls torchvision's model
-  code or ``SqueezeExcitation`` (seen by a profiler hook while the forward runs) — refused
-  with a message saying why;
-- monkeypatching in the notebook: ``torch.allclose``, ``torch.equal``,
-  ``torch.Tensor.__eq__``/``__sub__``/``abs``/``max``, ``F.relu``, ``nn.Conv2d.forward``, ... The
-  checker computes references and differences only with operations taken from torch's
-  immutable C types (``_ops``), so those patches change nothing but the student's own output
-  (graded as what the code really does). A patch made before the checker was imported that
-  replaces ``torch._C._VariableFunctions`` or ``torch.autograd.grad``, or an active
-  ``TorchFunctionMode``/``TorchDispatchMode``, is detected and the check fails asking to
-  restart the kernel;
-- ``course_utils.checks.check = lambda *a, **k: None`` (and ``del``) raises
-  ``AttributeError``, and so does rebinding anything in the checker's own modules
-  (``course_utils.checks._ops.close = ...``): they are frozen once loaded, so the test cell's
-  ``from course_utils.checks import check`` gets the real, unpatched checker;
-- the student's global random state is saved and restored around every check.
-
-Not defended in-process (Python can't sandbox code running in the same interpreter):
-writing a module's ``__dict__`` directly or via ``types.ModuleType.__setattr__``, replacing
-``sys.modules["course_utils.checks"]`` before the test cell imports it, registering aten
-kernels with ``torch.library``, patching Python builtins, ctypes, or editing files on disk. The
-instructor's grading (``course_utils.grading``) therefore runs every submission in a fresh,
-isolated process with a read-only copy of the checker.
+Where the verdict is decided
+----------------------------
+In the notebook, ``check`` runs here, next to the student's code: it is instant feedback, and
+code that patches torch or the checker only fools its own author. Grades are decided by the
+grader's judge (``course_utils.grading.judge``): it runs these same check functions in the
+grading process on mirrors of the student's objects, with the kernel answering requests as
+data, and adds the hidden configurations (``_registry.grading()``). So this package holds no
+in-process defences; it is plain torch. What it still refuses everywhere: torchvision's own
+block handed in as the student's (its class, a subclass, a module holding one, a method
+copied from it, or torchvision code running in the forward pass; tests/test_checks_hostile.py).
+The student's global random state, default dtype and grad mode are restored around every
+check.
 """
 
 from __future__ import annotations
 
-import sys
-import types
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
 # Importing the check modules registers them.
 from . import (  # noqa: E402,F401,I001
-    _ops,
     basic_block,
     ex1,
     ex2,
@@ -92,6 +77,22 @@ from ._registry import REGISTRY
 _MISSING = object()
 
 
+class Result(NamedTuple):
+    """A verdict as data: passed, the ✓ line or the message, the mistake's id (if named)."""
+
+    passed: bool
+    text: str
+    mistake: str | None = None
+
+
+class CheckError(AssertionError):
+    """A failed check in the notebook: IPython shows the message alone, not the checker's
+    frames; nbgrader still sees an error."""
+
+    def _render_traceback_(self) -> list[str]:
+        return ["\x1b[31m✗\x1b[0m " + str(self)]
+
+
 def available_checks() -> dict[str, str]:
     """{name: the student-facing API it expects}."""
     return {name: entry.expects for name, entry in sorted(REGISTRY.items())}
@@ -99,15 +100,15 @@ def available_checks() -> dict[str, str]:
 
 def check(name: str, obj: Any = _MISSING, **options: Any) -> None:
     """Check a graded item; print a ✓ line or raise AssertionError saying what is wrong."""
-    __tracebackhide__ = True  # IPython and pytest show the message, not the checker's frames
-    passed, text = judge(name, obj, **options)
-    if not passed:
-        raise AssertionError(text)  # outside any except: no chained traceback
-    print(text)
+    __tracebackhide__ = True  # pytest shows the message, not the checker's frames
+    result = judge(name, obj, **options)
+    if not result.passed:
+        raise CheckError(result.text)  # outside any except: no chained traceback
+    print(result.text)
 
 
-def judge(name: str, obj: Any = _MISSING, **options: Any) -> tuple[bool, str]:
-    """(passed, the ✓ line or the message): the verdict ``check`` shows, as data.
+def judge(name: str, obj: Any = _MISSING, **options: Any) -> Result:
+    """The verdict ``check`` shows, as data.
 
     The grader calls this in its own process with ``obj`` a mirror of the student's object
     (see course_utils.grading.mirror); ``check`` calls it in the notebook with the object itself.
@@ -124,19 +125,14 @@ def judge(name: str, obj: Any = _MISSING, **options: Any) -> tuple[bool, str]:
     if obj is _MISSING:
         raise TypeError(f"check({name!r}, obj): pass the object to check ({entry.expects})")
     try:
-        _ops.verify()
-    except _ops.TamperedError as exc:
-        return False, (f"The checker can't trust torch in this kernel: {exc}. Something in "
-                       "the notebook modified torch; restart the kernel and run all cells again.")
-    try:
         with _session():
-            return True, entry.func(obj, **options)
+            return Result(True, entry.func(obj, **options))
     except CheckFailure as exc:
-        return False, str(exc)
+        return Result(False, str(exc), exc.mistake)
     except (UsageError, Unanswered):
         raise
     except Exception as exc:  # a bug in the checker: say so instead of a raw traceback
-        return False, _internal_error(name, exc)
+        return Result(False, _internal_error(name, exc), "checker_error")
 
 
 def _internal_error(name: str, exc: Exception) -> str:
@@ -155,32 +151,14 @@ class _session:  # noqa: N801
     def __enter__(self) -> None:
         self._rng = torch.random.get_rng_state()
         self._dtype = torch.get_default_dtype()
-        self._grad = _ops.is_grad_enabled()
+        self._grad = torch.is_grad_enabled()
         torch.set_default_dtype(torch.float32)
-        _ops.set_grad_enabled(True)
+        torch.set_grad_enabled(True)
 
     def __exit__(self, *exc: object) -> None:
         torch.random.set_rng_state(self._rng)
         torch.set_default_dtype(self._dtype)
-        _ops.set_grad_enabled(self._grad)
+        torch.set_grad_enabled(self._grad)
 
 
-class _FrozenModule(types.ModuleType):
-    """A checker module whose attributes notebook code can't rebind or delete."""
-
-    def __setattr__(self, attr: str, value: Any) -> None:
-        if not attr.startswith("__"):
-            raise AttributeError(f"{self.__name__}.{attr} is part of the checker and can't be "
-                                 "replaced")
-        super().__setattr__(attr, value)
-
-    def __delattr__(self, attr: str) -> None:
-        raise AttributeError(f"{self.__name__}.{attr} is part of the checker and can't be deleted")
-
-
-# Every checker module is loaded by now; freeze them all (see "What the checker defends").
-for _name, _module in list(sys.modules.items()):
-    if _name == __name__ or _name.startswith(__name__ + "."):
-        _module.__class__ = _FrozenModule
-
-__all__ = ["available_checks", "check", "judge"]
+__all__ = ["CheckError", "Result", "available_checks", "check", "judge"]

@@ -279,6 +279,13 @@ def compare_module(subject: Subject, variants: list[Variant], seed: int = 0,
     return Verdict(variants[0], None, diffs)
 
 
+def mistake_id(item: str, verdict: Verdict) -> str:
+    """The stable id of what ``failure_message`` names, e.g. ``basic_block.relu_before_add``."""
+    if verdict.match is not None:
+        return f"{item}.{verdict.match.variant.key}"
+    return f"{item}.{'behaves_differently' if verdict.diffs else 'layers_differ'}"
+
+
 def failure_message(subject: Subject, verdict: Verdict, reference: str, reference_detail: str,
                     expected_params: int, generic_hint: str) -> str:
     """The message for a module that does not behave like the reference."""

@@ -8,13 +8,16 @@ changes. Judged against ``torchvision.models.resnet.BasicBlock`` with such a pro
 
 from __future__ import annotations
 
-from . import _ops
+import torch
+
+from . import _tensors
 from ._behaviour import (
     Subject,
     bias_notes,
     check_gradient,
     compare_module,
     failure_message,
+    mistake_id,
     probe,
 )
 from ._calls import UsageError, call, call_str, expect_class, fail, instance_of, n
@@ -71,7 +74,7 @@ def _crash_hint(cin: int, cout: int, stride: int):
 
 def verify_block(subject: Subject, cin: int, cout: int, stride: int, seed: int = 0) -> list[str]:
     """Fail unless ``subject`` behaves like torchvision's BasicBlock(cin, cout, stride)."""
-    b, _, h, w = _ops.shape(subject.x)
+    b, _, h, w = tuple(subject.x.shape)
     expected = (b, cout, (h - 1) // stride + 1, (w - 1) // stride + 1)
     probe(subject, expected, _shape_hint(cout, stride, h), cheat_name="BasicBlock",
           crash_hint=_crash_hint(cin, cout, stride))
@@ -81,7 +84,8 @@ def verify_block(subject: Subject, cin: int, cout: int, stride: int, seed: int =
     found = verdict.match
     if found is None or found.variant.key != "correct":
         fail(failure_message(subject, verdict, "torchvision's BasicBlock", reference,
-                             expected_params, f"Expected: {FORWARD}"))
+                             expected_params, f"Expected: {FORWARD}"),
+             mistake=mistake_id("basic_block", verdict))
     if found.unused:
         layers = ", ".join(f"`{u.name}` {u.layer_str()}" for u in found.unused)
         hint = ""
@@ -102,7 +106,7 @@ def check_basic_block(obj: object, configs: tuple[tuple[int, int, int], ...] = C
                          f"of positive ints, got {configs!r}")
     expect_class(obj, "BasicBlock", SIGNATURE)
     reject_reference(obj, "BasicBlock")
-    g = _ops.generator(0)
+    g = _tensors.generator(0)
     notes: list[str] = []
     cases = [(*config, SIZE) for config in configs] + list(HIDDEN if grading() else ())
     for cin, cout, stride, size in cases:
@@ -110,7 +114,7 @@ def check_basic_block(obj: object, configs: tuple[tuple[int, int, int], ...] = C
         module = call(ctor, obj, cin, cout, stride=stride, hint=_crash_hint(cin, cout, stride))
         instance_of(module, ctor)
         reject_reference(module, "BasicBlock")
-        x = _ops.randn((BATCH, cin, size, size), generator=g)
+        x = torch.randn((BATCH, cin, size, size), generator=g)
         subject = Subject(module, x, f"{ctor}(x)")
         subject_notes = verify_block(subject, cin, cout, stride)
         notes = notes or subject_notes  # the same remark in every configuration: say it once

@@ -5,9 +5,11 @@ from __future__ import annotations
 import copy
 import numbers
 
+import torch
+import torch.nn.functional as F
 from torch import nn
 
-from . import _ops
+from . import _tensors
 from ._calls import call, expect_class, expect_function, fail
 from ._cheating import reject_reference
 from ._registry import grading, register
@@ -26,7 +28,7 @@ GRAD = "def first_layer_grad_norm(model, images, labels) -> float"
 
 
 def _images(batch: int = 2, seed: int = 0):
-    return _ops.randn((batch, 3, 32, 32), generator=_ops.generator(seed))
+    return torch.randn((batch, 3, 32, 32), generator=_tensors.generator(seed))
 
 
 @register("ex1_plain_cnn", "PlainCNN(depth=6)")
@@ -169,12 +171,12 @@ class _Sequential(nn.Sequential):
                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 10))
 
 
-def _grads(model: nn.Module, images, labels, reduction: int = 1) -> dict[str, object]:
+def _grads(model: nn.Module, images, labels, reduction: str = "mean") -> dict[str, object]:
     """{parameter name: gradient} after one backward of cross-entropy (mean, or sum)."""
     params = dict(model.named_parameters())
-    with _ops.enable_grad():
-        loss = _ops.cross_entropy(model(images), labels, None, reduction, -100, 0.0)
-        grads = _ops.autograd_grad(loss, list(params.values()))
+    with torch.enable_grad():
+        loss = F.cross_entropy(model(images), labels, reduction=reduction)
+        grads = torch.autograd.grad(loss, list(params.values()))
     return dict(zip(params, grads, strict=True))
 
 
@@ -184,27 +186,27 @@ def _close(a: float, b: float) -> bool:
 
 def _one_case(fn: object, make: type, seed: int, stale: bool) -> str | None:
     torch_model = make()
-    g = _ops.generator(seed)
-    with _ops.no_grad():
+    g = _tensors.generator(seed)
+    with torch.no_grad():
         for p in torch_model.parameters():
-            _ops.copy_(p, _ops.mul(_ops.randn(_ops.shape(p), generator=g), 0.2))
-    images = _ops.randn((8, 3, 16, 16), generator=g)
-    labels = _ops.randint(0, 10, (8,), generator=g)
+            p.copy_(torch.mul(torch.randn(tuple(p.shape), generator=g), 0.2))
+    images = torch.randn((8, 3, 16, 16), generator=g)
+    labels = torch.randint(0, 10, (8,), generator=g)
     torch_model.train()
     first = next(name for name, m in torch_model.named_modules() if isinstance(m, nn.Conv2d))
     first_w = f"{first}.weight"
     reference = copy.deepcopy(torch_model)
     grads = _grads(reference, images, labels)
-    expected = _ops.norm(grads[first_w])
+    expected = _tensors.norm(grads[first_w])
 
     model = copy.deepcopy(torch_model)
     stale_grads = {}
     if stale:
         for name, p in model.named_parameters():
-            p.grad = _ops.randn(_ops.shape(p), generator=g)
-            stale_grads[name] = _ops.clone(p.grad)
-    before = {k: _ops.clone(v) for k, v in model.state_dict().items()}
-    images_in, labels_in = _ops.clone(images), _ops.clone(labels)
+            p.grad = torch.randn(tuple(p.shape), generator=g)
+            stale_grads[name] = torch.clone(p.grad)
+    before = {k: torch.clone(v) for k, v in model.state_dict().items()}
+    images_in, labels_in = torch.clone(images), torch.clone(labels)
     what = (f"first_layer_grad_norm(model, images, labels) with images of shape (8, 3, 16, 16) "
             f"and a model whose first conv layer is `{first}`")
     hint = ("Hint: the function must work for any model: find the first conv layer with "
@@ -212,13 +214,13 @@ def _one_case(fn: object, make: type, seed: int, stale: bool) -> str | None:
     value = call(what, fn, model, images_in, labels_in,
                  hint=lambda e: hint if isinstance(e, AttributeError | TypeError | KeyError |
                                                    IndexError | StopIteration) else "")
-    if isinstance(value, _ops.Tensor):
+    if isinstance(value, torch.Tensor):
         fail(f"{what} returned a tensor; return a Python float (e.g. `grad.norm().item()`).")
     if not isinstance(value, numbers.Real) or isinstance(value, bool):
         fail(f"{what} returned {value!r}; expected a float, the L2 norm of the gradient.")
     value = float(value)
     changed = [k for k, v in model.state_dict().items()
-               if k in before and _ops.max_abs_diff(v, before[k]) != 0.0
+               if k in before and _tensors.max_abs_diff(v, before[k]) != 0.0
                and not k.endswith(("running_mean", "running_var", "num_batches_tracked"))]
     if changed:
         return (f"{what} changed the model's weights (`{changed[0]}`): it should only compute the"
@@ -228,23 +230,23 @@ def _one_case(fn: object, make: type, seed: int, stale: bool) -> str | None:
     # Known wrong answers, most specific first.
     candidates = []
     if stale:
-        summed = _ops.add(grads[first_w], stale_grads[first_w])
-        candidates.append((_ops.norm(summed), "it includes gradients left over from earlier "
+        summed = torch.add(grads[first_w], stale_grads[first_w])
+        candidates.append((_tensors.norm(summed), "it includes gradients left over from earlier "
                            "backward passes: call model.zero_grad() before loss.backward() (the "
                            ".grad fields accumulate)"))
     candidates.append((expected ** 2, "it is the squared norm; take the square root "
                        "(grad.norm())"))
-    candidates.append((_ops.norm(_grads(copy.deepcopy(torch_model), images, labels, 2)[first_w]),
+    candidates.append((_tensors.norm(_grads(copy.deepcopy(torch_model), images, labels, "sum")[first_w]),
                        "it uses the summed loss; use the mean cross-entropy "
                        "(F.cross_entropy's default)"))
-    candidates.append((_ops.norm(torch_model.state_dict()[first_w]),
+    candidates.append((_tensors.norm(torch_model.state_dict()[first_w]),
                        "it is the norm of the weight itself, not of its gradient"))
     eval_model = copy.deepcopy(torch_model).eval()
-    candidates.append((_ops.norm(_grads(eval_model, images, labels)[first_w]),
+    candidates.append((_tensors.norm(_grads(eval_model, images, labels)[first_w]),
                        "it was computed in eval mode; leave the model's mode as it is"))
     for name, grad in grads.items():
         if name != first_w:
-            candidates.append((_ops.norm(grad), f"it is the gradient norm of `{name}`, not of "
+            candidates.append((_tensors.norm(grad), f"it is the gradient norm of `{name}`, not of "
                                f"the first conv layer's weight `{first_w}`"))
     for candidate, reason in candidates:
         if _close(value, candidate):

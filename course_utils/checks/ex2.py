@@ -9,7 +9,7 @@ import numbers
 import torch
 from torch import nn
 
-from . import _ops
+from . import _tensors
 from ._behaviour import Subject
 from ._calls import call, expect_class, expect_function, fail, n
 from ._cheating import Watch, course_helper, reject_course_helper, reject_reference
@@ -30,12 +30,12 @@ def _stride(h_in: int, h_out: int) -> int | None:
 def check_small_resnet(obj: object) -> str:
     expect_class(obj, "SmallResNet", SMALL)
     reject_reference(obj, "SmallResNet")
-    g = _ops.generator(0)
+    g = _tensors.generator(0)
     for kwargs, channels, classes in (({}, 1, 10), ({"in_channels": 3, "num_classes": 5}, 3, 5)):
         model = build(obj, "SmallResNet", hint=f"Expected: {SMALL}.", **kwargs)
         reject_reference(model, "SmallResNet")
         ctor = "SmallResNet(" + ", ".join(f"{k}={v}" for k, v in kwargs.items()) + ")"
-        x = _ops.randn((2, channels, 28, 28), generator=g)
+        x = torch.randn((2, channels, 28, 28), generator=g)
         what = f"{ctor}(x) with x of shape (2, {channels}, 28, 28)"
         run_classifier(model, x, classes, what, "SmallResNet")
         blocks = residual_blocks(model, x)
@@ -44,7 +44,7 @@ def check_small_resnet(obj: object) -> str:
             fail(f"{ctor} has {len(blocks)} residual blocks ({found}); Exercise 2 stacks exactly "
                  "4 BasicBlocks (each its own module, with a skip connection).")
         for block in blocks:
-            b, cin, h, _ = _ops.shape(block.x)
+            b, cin, h, _ = tuple(block.x.shape)
             cout, h_out = block.out_shape[1], block.out_shape[2]
             stride = _stride(h, h_out)
             label = f"{ctor}'s block `{block.name}` ({cin} → {cout} channels, {h}×{h} → {h_out}×{h_out})"
@@ -98,14 +98,14 @@ def _models() -> list[tuple[str, nn.Module]]:
 
 
 def _count(model: nn.Module, trainable_only: bool = True) -> int:
-    return sum(_ops.numel(p) for p in model.parameters()
+    return sum(torch.numel(p) for p in model.parameters()
                if p.requires_grad or not trainable_only)
 
 
 def _diagnose(model: nn.Module, value: int) -> str:
     all_params = _count(model, trainable_only=False)
-    buffers = sum(_ops.numel(b) for b in model.buffers())
-    duplicated = sum(_ops.numel(p) for _, p in model.named_parameters(remove_duplicate=False))
+    buffers = sum(torch.numel(b) for b in model.buffers())
+    duplicated = sum(torch.numel(p) for _, p in model.named_parameters(remove_duplicate=False))
     tensors = sum(1 for p in model.parameters() if p.requires_grad)
     if value == all_params:
         return ("it counts frozen parameters too; count only trainable ones "
@@ -133,7 +133,7 @@ def check_count_parameters(obj: object) -> str:
         with Watch(also_forbid=(course_helper("profile"),)) as watch:
             value = call(f"count_parameters(model) for {label}", obj, model)
         watch.reject("count_parameters")
-        if isinstance(value, _ops.Tensor):
+        if isinstance(value, torch.Tensor):
             fail(f"count_parameters(model) for {label} returned a tensor; return a Python int "
                  "(e.g. sum(p.numel() for p in ...)).")
         if not isinstance(value, numbers.Integral) or isinstance(value, bool):

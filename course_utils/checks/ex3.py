@@ -13,8 +13,8 @@ import functools
 
 import torch
 
-from . import _ops
 from . import _reference as ref
+from . import _tensors
 from ._behaviour import (
     TOLERANCE,
     Subject,
@@ -23,6 +23,7 @@ from ._behaviour import (
     bias_notes,
     failure_message,
     match,
+    mistake_id,
     probe,
 )
 from ._calls import expect_class, fail, n
@@ -113,7 +114,7 @@ def check_se_net(obj: object) -> str:
     reject_reference(obj, "CIFAR10NetSE")
     model = build(obj, "CIFAR10NetSE", hint=f"Expected: {SIGNATURE}.")
     reject_reference(model, "CIFAR10NetSE")
-    x = _ops.randn((4, 3, 32, 32), generator=_ops.generator(0))
+    x = torch.randn((4, 3, 32, 32), generator=_tensors.generator(0))
     subject = Subject(model, x, "CIFAR10NetSE()(x)")
     probe(subject, (4, 10), cheat_name="CIFAR10NetSE",
           shape_hint=lambda got, want: "One logit per class for each image.")
@@ -135,7 +136,8 @@ def check_se_net(obj: object) -> str:
                           or diffs)
         fail(failure_message(subject, verdict, "CIFAR10Net with SE on its second conv layer",
                              reference, expected,
-                             f"Expected: {SIGNATURE}; everything else exactly as CIFAR10Net."))
+                             f"Expected: {SIGNATURE}; everything else exactly as CIFAR10Net."),
+             mistake=mistake_id("ex3_se_net", verdict))
     if found.unused:
         layers = ", ".join(f"`{u.name}` {u.layer_str()}" for u in found.unused)
         fail(f"CIFAR10NetSE behaves like CIFAR10Net + SE, but has layers its forward never uses: "

@@ -19,7 +19,6 @@ from functools import cache
 import torch
 from torchvision import models
 
-from . import _ops
 from ._calls import call, describe, expect_function, fail, n
 from ._registry import grading, register
 
@@ -69,8 +68,8 @@ def exact_macs(name: str, size: int) -> float:
         return float(_weights(name)[0].meta["_ops"]) * 1e9
     from torch.utils.flop_counter import FlopCounterMode
 
-    with FlopCounterMode(display=False) as counter, _ops.no_grad():
-        _model(name)(_ops.zeros((1, 3, size, size)))
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        _model(name)(torch.zeros((1, 3, size, size)))
     return counter.get_total_flops() / 2
 
 
@@ -78,8 +77,8 @@ def exact_macs(name: str, size: int) -> float:
 def thop_macs(name: str, size: int) -> float:
     import thop
 
-    with _ops.no_grad():
-        macs, _ = thop.profile(copy.deepcopy(_model(name)), inputs=(_ops.zeros((1, 3, size, size)),),
+    with torch.no_grad():
+        macs, _ = thop.profile(copy.deepcopy(_model(name)), inputs=(torch.zeros((1, 3, size, size)),),
                                verbose=False)
     return float(macs)
 
@@ -130,7 +129,7 @@ def _row_problems(rows: object, names: list[str], size: int, what: str) -> str |
     for name in names:
         row = by_name[name]
         for key in ("params", "macs", "top1", "top1_per_mparam"):
-            if isinstance(row[key], _ops.Tensor) or not isinstance(row[key], numbers.Real):
+            if isinstance(row[key], torch.Tensor) or not isinstance(row[key], numbers.Real):
                 return f"{what}: {name}'s {key} is {describe(row[key])}; expected a number."
         params, expected = row["params"], reference_params(name)
         if params != expected:

@@ -7,7 +7,7 @@ import dataclasses
 import torch
 from torch import nn
 
-from . import _ops
+from . import _tensors
 from ._calls import call, describe, expect_class, expect_function, fail
 from ._cheating import Watch, course_helper, reject_course_helper, reject_reference
 from ._registry import grading, register
@@ -38,7 +38,7 @@ def _plain_net(obj: object, name: str, convs: int, kernel3: bool) -> str:
             fail(f"{name}: conv layer `{odd[0][0]}` has a {odd[0][1][0]}×{odd[0][1][1]} kernel; "
                  "VGG-style networks use only 3×3 convolutions (two 3×3 see as far as one "
                  "5×5 with fewer parameters).")
-    x = _ops.randn((2, 3, 32, 32), generator=_ops.generator(0))
+    x = torch.randn((2, 3, 32, 32), generator=_tensors.generator(0))
     what = f"{name}()(x) with x of shape (2, 3, 32, 32)"
     run_classifier(model, x, 10, what, name)
     skipped = bypassed_conv(model, x)
@@ -80,7 +80,7 @@ def check_resnet(obj: object) -> str:
     reject_reference(obj, "ResNetStyle")
     model = build(obj, "ResNetStyle", hint=f"Expected: {signature}.")
     reject_reference(model, "ResNetStyle")
-    x = _ops.randn((2, 3, 32, 32), generator=_ops.generator(0))
+    x = torch.randn((2, 3, 32, 32), generator=_tensors.generator(0))
     what = "ResNetStyle()(x) with x of shape (2, 3, 32, 32)"
     run_classifier(model, x, 10, what, "ResNetStyle")
     blocks = residual_blocks(model, x)

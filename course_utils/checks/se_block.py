@@ -9,13 +9,16 @@ sigmoid gate, then the input scaled per channel. Judged against
 
 from __future__ import annotations
 
-from . import _ops
+import torch
+
+from . import _tensors
 from ._behaviour import (
     Subject,
     bias_notes,
     check_gradient,
     compare_module,
     failure_message,
+    mistake_id,
     probe,
 )
 from ._calls import UsageError, call, call_str, expect_class, fail, instance_of, n, shape_str
@@ -37,22 +40,23 @@ REFERENCE = "torchvision's SqueezeExcitation"
 
 
 def verify_se(subject: Subject, channels: int, reduction: int, seed: int = 0) -> list[str]:
-    x_shape = _ops.shape(subject.x)
+    x_shape = tuple(subject.x.shape)
     out = probe(subject, None, cheat_name="SEBlock")
     variants = se_variants(channels, reduction, units_of(subject.module))
     verdict = compare_module(subject, variants, seed)
     found = verdict.match
     detail = f"{REFERENCE}({channels}, {channels // reduction})"
     expected_params = se_params(channels, reduction)
-    if found is not None and found.variant.key == "correct" and _ops.shape(out) != x_shape:
+    if found is not None and found.variant.key == "correct" and tuple(out.shape) != x_shape:
         found = None
-    if found is None and _ops.shape(out) != x_shape:
-        fail(f"{subject.what} returned shape {shape_str(_ops.shape(out))}; expected "
+    if found is None and tuple(out.shape) != x_shape:
+        fail(f"{subject.what} returned shape {shape_str(tuple(out.shape))}; expected "
              f"{shape_str(x_shape)} (the input's shape: SE rescales channels, it doesn't "
              "change the shape).")
     if found is None or found.variant.key != "correct":
         fail(failure_message(subject, verdict, REFERENCE, detail, expected_params,
-                             f"Expected: {FORWARD}"))
+                             f"Expected: {FORWARD}"),
+             mistake=mistake_id("se_block", verdict))
     if found.unused:
         layers = ", ".join(f"`{u.name}` {u.layer_str()}" for u in found.unused)
         fail(f"{subject.call} computes what {REFERENCE} computes, but has layers its forward "
@@ -71,7 +75,7 @@ def check_se_block(obj: object, configs: tuple = CONFIGS) -> str:
                          f" got {configs!r}")
     expect_class(obj, "SEBlock", SIGNATURE)
     reject_reference(obj, "SEBlock")
-    g = _ops.generator(0)
+    g = _tensors.generator(0)
     notes: list[str] = []
     for config in tuple(configs) + (HIDDEN if grading() else ()):
         channels, reduction = config[0], config[1]
@@ -83,7 +87,7 @@ def check_se_block(obj: object, configs: tuple = CONFIGS) -> str:
                       hint=lambda e, h=hint: h if isinstance(e, TypeError) else "")
         instance_of(module, ctor)
         reject_reference(module, "SEBlock")
-        x = _ops.randn((BATCH, channels, size, size), generator=g)
+        x = torch.randn((BATCH, channels, size, size), generator=g)
         subject = Subject(module, x, f"{ctor}(x)")
         subject_notes = verify_se(subject, channels, 16 if reduction is None else reduction)
         notes = notes or subject_notes  # the same remark in every configuration: say it once

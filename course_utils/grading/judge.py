@@ -208,6 +208,7 @@ class Verdict:
     passed: bool
     text: str
     item: str
+    mistake: str | None = None   # the checker's id of the named mistake, if any
 
 
 def judge_cell(cells: list[NotebookNode], index: int, channel: KernelChannel) -> list[Verdict]:
@@ -228,7 +229,7 @@ def _judge_call(call: CheckCall, cells: list, index: int, channel: KernelChannel
     if call.target is not None:
         message = static_scan(call.item, found[1] if found else None, call.target)
         if message:
-            return Verdict(False, message, call.item)
+            return Verdict(False, message, call.item, "torchvision_in_source")
     mirrors = factory(channel)
     token = GRADING.set(True)
     try:
@@ -241,15 +242,16 @@ def _judge_call(call: CheckCall, cells: list, index: int, channel: KernelChannel
         options = {key: value if kind == "literal" else
                    mirrors.value(channel("lookup", {"name": value}), value)
                    for key, (kind, value) in call.options.items()}
-        passed, text = judge(call.item, obj, **options)
+        passed, text, mistake = judge(call.item, obj, **options)
     except Unanswered as exc:
-        passed, text = False, f"The grader could not check {call.item!r}: {exc}."
+        passed, text, mistake = False, f"The grader could not check {call.item!r}: {exc}.", \
+            "unanswered"
     except Exception as exc:  # noqa: BLE001 - e.g. a remote error outside any check call
-        passed, text = False, (f"The grader could not check {call.item!r}: "
-                               f"{type(exc).__name__}: {str(exc)[:300]}")
+        passed, text, mistake = False, (f"The grader could not check {call.item!r}: "
+                                        f"{type(exc).__name__}: {str(exc)[:300]}"), "unanswered"
     finally:
         GRADING.reset(token)
-    return Verdict(passed, text, call.item)
+    return Verdict(passed, text, call.item, mistake)
 
 
 def outputs_for(verdicts: list[Verdict]) -> list[NotebookNode]:

@@ -39,7 +39,8 @@ class JudgedExecute(SurvivingExecute):
             verdicts = judge_cell(self.nb.cells, cell_index, channel)
             cell.outputs = outputs_for(verdicts)
             cell.metadata["course_judge"] = {
-                "items": [{"item": v.item, "passed": v.passed} for v in verdicts],
+                "items": [{"item": v.item, "passed": v.passed, "mistake": v.mistake}
+                          for v in verdicts],
                 "requests": channel.requests}
         except NotJudgeable as exc:
             text = NOT_JUDGEABLE.format(reason=exc)
