@@ -22,7 +22,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from mini_course import BLOCK_POINTS, DOUBLE_POINTS, ROOT, new_mini_course
+from mini_course import BLOCK_POINTS, COUNT_POINTS, ROOT, new_mini_course
 from nbgrader.api import Gradebook
 
 from course_utils.grading import demo, sandbox_kernel
@@ -35,8 +35,8 @@ pytestmark = [
 ]
 CELL_TIMEOUT = 10
 SECRET = "COURSE_SECRET_TEST"
-FULL = {"basic_block_check": BLOCK_POINTS, "double_check": DOUBLE_POINTS}
-ZERO = {"basic_block_check": 0, "double_check": 0}
+FULL = {"basic_block_check": BLOCK_POINTS, "count_check": COUNT_POINTS}
+ZERO = {"basic_block_check": 0, "count_check": 0}
 ODD_IDS = ["--help", "x[1]", "José 学生 a:b", "a b"]
 REFUSED = ["big_file", "linked_student", "linked_assignment", "linked_file"]
 
@@ -267,7 +267,7 @@ def test_the_graders_environment_is_not_visible(course, graded):
     assert SECRET not in env
     leaked = {k for k, v in os.environ.items() if env.get(k) == v} - {
         "OMP_NUM_THREADS", "OMP_WAIT_POLICY", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
-        "LANG", "LC_ALL", "TZ", "COURSE_MODE"}
+        "LANG", "LC_ALL", "TZ", "COURSE_MODE", "PYTHONDONTWRITEBYTECODE"}
     assert not leaked, leaked
     assert env["HOME"] == "/tmp" and env["COURSE_MODE"] == "grade"
 
@@ -303,7 +303,7 @@ def test_odd_ids_get_feedback_and_csv_rows(course, graded):
     with open(course / "grades.csv", newline="") as f:
         rows = {row["student_id"]: row for row in csv.DictReader(f)}
     for student in ["plain", *ODD_IDS]:
-        assert float(rows[student]["score"]) == BLOCK_POINTS + DOUBLE_POINTS
+        assert float(rows[student]["score"]) == BLOCK_POINTS + COUNT_POINTS
 
 
 def test_pasted_cell_is_graded_and_explained(course, graded):
