@@ -1,5 +1,5 @@
 """A small nbgrader assignment ("mini") for the grading tests: lesson 03's BasicBlock exercise
-and one tiny function, with 5 + 1 autograded points and one written answer."""
+and count_parameters, with 5 + 1 autograded points and one written answer."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import nbformat
 from notebook_tools import run_nbgrader
 
 ROOT = Path(__file__).resolve().parent.parent
-BLOCK_POINTS, DOUBLE_POINTS = 5, 1
+BLOCK_POINTS, COUNT_POINTS = 5, 1
 
 BASIC_BLOCK = '''\
 class BasicBlock(nn.Module):
@@ -48,16 +48,16 @@ def _cell(kind, source, **nbgrader):
 
 def mini_assignment() -> nbformat.NotebookNode:
     nb = nbformat.v4.new_notebook(cells=[
-        _cell("md", f"# Mini\n**Total points: {BLOCK_POINTS + DOUBLE_POINTS + 1}**"),
+        _cell("md", f"# Mini\n**Total points: {BLOCK_POINTS + COUNT_POINTS + 1}**"),
         _cell("code", "import torch\nfrom torch import nn\nfrom course_utils.checks import check"),
         _cell("code", BASIC_BLOCK, grade_id="basic_block_answer", solution=True),
         _cell("code", 'check("basic_block", BasicBlock)', grade_id="basic_block_check",
               grade=True, locked=True, points=BLOCK_POINTS),
-        _cell("code", "def double(x):\n    ### BEGIN SOLUTION\n    return 2 * x\n"
-                      "    ### END SOLUTION", grade_id="double_answer", solution=True),
-        _cell("code", "assert double(3) == 6\n### BEGIN HIDDEN TESTS\nassert double(-2) == -4\n"
-                      "### END HIDDEN TESTS", grade_id="double_check", grade=True, locked=True,
-              points=DOUBLE_POINTS),
+        _cell("code", "def count_parameters(model):\n    ### BEGIN SOLUTION\n"
+                      "    return sum(p.numel() for p in model.parameters() if p.requires_grad)\n"
+                      "    ### END SOLUTION", grade_id="count_answer", solution=True),
+        _cell("code", 'check("ex2_count_parameters", count_parameters)', grade_id="count_check",
+              grade=True, locked=True, points=COUNT_POINTS),
         _cell("md", "Why does the skip connection help?", grade_id="why", solution=True,
               grade=True, points=1),
     ])

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from mini_course import BLOCK_POINTS, DOUBLE_POINTS, new_mini_course
+from mini_course import BLOCK_POINTS, COUNT_POINTS, new_mini_course
 from nbgrader.api import Gradebook
 
 from course_utils.grading import demo
@@ -58,15 +58,15 @@ def _scores(course: Path) -> dict[str, dict[str, float]]:
                 for sub in gb.find_assignment("mini").submissions}
 
 
-FULL = {"basic_block_check": BLOCK_POINTS, "double_check": DOUBLE_POINTS}
-BLOCK_WRONG = {"basic_block_check": 0, "double_check": DOUBLE_POINTS}
+FULL = {"basic_block_check": BLOCK_POINTS, "count_check": COUNT_POINTS}
+BLOCK_WRONG = {"basic_block_check": 0, "count_check": COUNT_POINTS}
 EXPECTED = {
     "correct": FULL,
-    "empty": {"basic_block_check": 0, "double_check": 0},
+    "empty": {"basic_block_check": 0, "count_check": 0},
     "relu_before_add": BLOCK_WRONG,
     # The emptied check is restored from the source and fails the buggy block; the deleted
     # one cannot be run, so nbgrader records no auto score (0 points, left to manual grading).
-    "h1_edited_tests": {"basic_block_check": 0, "double_check": None},
+    "h1_edited_tests": {"basic_block_check": 0, "count_check": None},
     "h2_infinite_loop": FULL,             # both runaway cells interrupted, the rest graded
     "h3_memory_bomb": FULL,               # MemoryError in the sandbox, grading goes on
     "h4_monkeypatch": BLOCK_WRONG,        # patched checker/torch: still graded on behaviour
@@ -75,7 +75,14 @@ EXPECTED = {
     "h7_torchvision_passoff": BLOCK_WRONG,  # torchvision's block is not the student's work
     "h8_output_flood": FULL,              # output capped, grading unaffected
     "h9_syntax_error": BLOCK_WRONG,       # only the broken cell's item is lost
-    "h9_invalid_json": {"basic_block_check": 0, "double_check": 0},
+    "h9_invalid_json": {"basic_block_check": 0, "count_check": 0},
+    # Attacks on the verdict itself, each with a block that has no skip connection: the judge
+    # decides outside the kernel, so the block is graded as what it computes.
+    "j1_rebinds_check": BLOCK_WRONG,
+    "j2_input_transformer": BLOCK_WRONG,
+    "j3_patched_builtins": BLOCK_WRONG,   # the kernel freezes, is replaced; the rest graded
+    "j4_forged_oracle": BLOCK_WRONG,
+    "j5_hidden_torchvision": BLOCK_WRONG,  # importlib hides it from the source, not the class
 }
 
 
@@ -110,9 +117,15 @@ def test_feedback_names_the_mistake_and_the_reasons(course, graded):
         assert f"{act} -> blocked" in vandal
     # (Its file "in the course" lands in the sandbox's private /tmp, where this test's course
     # lies, and vanishes with it: test_hostile_acts_left_no_trace.)
-    patched = (feedback / "h4_monkeypatch" / "mini" / "mini.html").read_text()
-    # It silenced IPython's error display; nbgrader takes the error from the kernel's reply.
-    assert "showtraceback was disabled" in patched
+    # Patched checker, torch and IPython's error display: the judge's verdict stands.
+    patched = html.unescape((feedback / "h4_monkeypatch" / "mini" / "mini.html").read_text())
+    assert "there is no skip connection" in patched
+    for student in ("j1_rebinds_check", "j2_input_transformer", "j4_forged_oracle"):
+        text = html.unescape((feedback / student / "mini" / "mini.html").read_text())
+        assert "does not behave like torchvision's BasicBlock" in text, student
+    hidden = html.unescape((feedback / "j5_hidden_torchvision" / "mini" / "mini.html").read_text())
+    assert "subclasses torchvision.models.resnet.BasicBlock" in hidden
+    assert "found by reading your code" in passoff  # the plain import: the static scan
 
 
 def test_output_flood_is_capped(course, graded):
@@ -126,7 +139,7 @@ def test_grades_csv(course, graded):
     rows = (course / "grades.csv").read_text().splitlines()
     header = rows[0].split(",")
     by_student = {r.split(",")[header.index("student_id")]: r.split(",") for r in rows[1:]}
-    assert float(by_student["correct"][header.index("score")]) == BLOCK_POINTS + DOUBLE_POINTS
+    assert float(by_student["correct"][header.index("score")]) == BLOCK_POINTS + COUNT_POINTS
     assert float(by_student["empty"][header.index("score")]) == 0
 
 
@@ -147,7 +160,7 @@ def test_manual_grades_survive_and_count(course, graded):
         grade = gb.find_grade("why", "mini", "mini", "correct")
         grade.manual_score = 1
         gb.db.commit()
-        assert gb.find_submission("mini", "correct").score == BLOCK_POINTS + DOUBLE_POINTS + 1
+        assert gb.find_submission("mini", "correct").score == BLOCK_POINTS + COUNT_POINTS + 1
 
 
 def test_dask_local_cluster_gives_the_same_points(course, graded, tmp_path):

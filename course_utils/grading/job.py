@@ -53,12 +53,13 @@ SANDBOX_CACHE_VARS = ("COURSE_DATA", "TORCH_HOME")
 
 # Appended to the course's nbgrader_config.py inside the job directory.
 JOB_CONFIG = """
-from course_utils.grading.execute import SurvivingExecute
+from course_utils.grading.judged import JudgedExecute
 from nbgrader.preprocessors import (AssignLatePenalties, CheckCellMetadata, IgnorePattern,
                                     LimitOutput, SaveAutoGrades)
 from nbconvert.preprocessors import ClearMetadataPreprocessor
 
-c.Autograde.autograde_preprocessors = [SurvivingExecute, IgnorePattern,
+# Graded test cells are decided by the judge, outside the kernel (judged.py).
+c.Autograde.autograde_preprocessors = [JudgedExecute, IgnorePattern,
     ClearMetadataPreprocessor, LimitOutput, SaveAutoGrades, AssignLatePenalties,
     CheckCellMetadata]
 c.Execute.kernel_name = {kernel!r}
