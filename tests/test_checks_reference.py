@@ -8,6 +8,7 @@ from torchvision.ops import SqueezeExcitation
 
 from course_utils.checks import _reference as ref
 from course_utils.checks._mistakes import basic_block_params, se_params
+from course_utils.models import CIFAR10Net
 
 
 def _randomise(module: nn.Module, seed: int = 0) -> None:
@@ -65,8 +66,7 @@ def test_se_reference_equals_torchvision(channels, reduction):
 
 
 def test_cifar10net_reference_equals_course_model():
-    models = pytest.importorskip("course_utils.models")
-    net = models.CIFAR10Net().eval()
+    net = CIFAR10Net().eval()
     _randomise(net)
     p = {}
     for i in (1, 2, 3):
