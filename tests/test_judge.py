@@ -135,3 +135,22 @@ def test_reply_bytes_round_trip_is_weights_only():
     data = torch.load(io.BytesIO(base64.b64decode(base64.b64encode(buffer.getvalue()))),
                       weights_only=True)
     assert data["value"]["n"] == 3
+
+
+def test_a_failed_check_in_the_notebook_shows_the_message_alone(kernel):
+    """IPython renders CheckError's _render_traceback_: no checker frames above the message."""
+    _, kc = kernel
+    errors = []
+    kc.execute_interactive(
+        "from course_utils.checks import check\nfrom torch import nn\n"
+        "class OneConv(nn.Module):\n"
+        "    def __init__(self, cin, cout, stride=1):\n"
+        "        super().__init__()\n        self.conv = nn.Conv2d(cin, cout, 3, stride, 1)\n"
+        "    def forward(self, x):\n        return self.conv(x)\n"
+        "check('basic_block', OneConv)", timeout=60,
+        output_hook=lambda msg: errors.append(msg["content"]) if msg["msg_type"] == "error"
+        else None)
+    (error,) = errors
+    shown = "\n".join(error["traceback"])
+    assert "does not behave like torchvision's BasicBlock" in shown
+    assert "course_utils" not in shown and "File " not in shown and "raise " not in shown
