@@ -15,7 +15,7 @@ export OMP_WAIT_POLICY := PASSIVE
 LESSONS := 01_cnn_basics 02_vgg 03_resnet 04_resnet_variants 05_efficientnet \
            06_vision_transformer 07_transfer_learning
 
-.PHONY: setup system-deps lab test lint bench bench-grading student-notebooks formgrader grade-demo grade clean
+.PHONY: setup system-deps lab test lint bench bench-grading student-notebooks formgrader grade-demo grade report clean
 
 setup: $(STAMP)
 
@@ -87,6 +87,13 @@ grade-demo: setup system-deps
 
 grade: setup system-deps
 	$(BIN)/python -m course_utils.grading grade .
+
+# The class report (reports/index.html) and the LMS exports (exports/canvas.csv, moodle.csv),
+# from the gradebook and the autograded notebooks; REPORT_COURSE=grade-demo for the demo class.
+REPORT_COURSE ?= .
+report: setup
+	$(BIN)/python -m course_utils.grading report $(REPORT_COURSE)
+	$(BIN)/python -m course_utils.grading export $(REPORT_COURSE)
 
 clean:
 	rm -rf $(VENV) gradebook.db .pytest_cache grade-demo

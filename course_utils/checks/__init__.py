@@ -161,4 +161,6 @@ class _session:  # noqa: N801
         torch.set_grad_enabled(self._grad)
 
 
+from .summary import summary as summary  # noqa: E402 - lesson-end overview (uses judge)
+
 __all__ = ["CheckError", "Result", "available_checks", "check", "judge"]

@@ -1,12 +1,16 @@
-"""Command line: python -m course_utils.grading {grade,feedback,demo} ...
+"""Command line: python -m course_utils.grading {grade,feedback,demo,report,export} ...
 
   grade     autograde <course>/submitted/ (new or changed submissions only), write feedback
             and grades.csv, print a per-student table and a one-line summary
   feedback  write the feedback and grades.csv again (after manual grading in the formgrader)
   demo      build a sample class from the student notebooks and grade it (make grade-demo)
+  report    the class report: <course>/reports/index.html (statistics per item, named
+            mistakes, students, similar answers) and a printed summary (make report)
+  export    grades for an LMS: <course>/exports/canvas.csv and moodle.csv
 
 Exit status: the number of submissions not graded automatically (0 when every submission
-was graded; at most 100), or 101 when the command itself could not run.
+was graded; at most 100), or 101 when the command itself could not run; report and export:
+0, or 101. While `grade` runs, a progress bar on a terminal's stderr counts the submissions.
 """
 
 from __future__ import annotations
@@ -74,7 +78,20 @@ def main(argv: list[str] | None = None) -> int:
     d.add_argument("--lessons", nargs="*", default=None, help="lessons for the full-class students")
     common(d)
 
+    r = sub.add_parser("report", help="write the class report (reports/index.html)")
+    r.add_argument("course_dir", nargs="?", default=".", help="nbgrader course directory")
+    r.add_argument("--out", default=None, help="the HTML file (default: <course>/reports/index.html)")
+    r.add_argument("--threshold", type=float, default=None,
+                   help="similarity at which a pair of answers is listed (default 0.5)")
+    r.add_argument("--no-similarity", action="store_true", help="skip the similarity check")
+
+    e = sub.add_parser("export", help="write LMS grade exports (exports/canvas.csv, moodle.csv)")
+    e.add_argument("course_dir", nargs="?", default=".", help="nbgrader course directory")
+    e.add_argument("--out", default=None, help="folder for the files (default: <course>/exports)")
+
     args = parser.parse_args(argv)
+    if args.command in ("report", "export"):
+        return _report_or_export(args)
     if getattr(args, "workers", None) is not None and args.workers < 1:
         parser.error("--workers must be at least 1")
     try:
@@ -99,6 +116,31 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\ngrades: {report.csv_path}")
     print(report.summary())
     return min(len(report.attention), MAX_EXIT)
+
+
+def _report_or_export(args) -> int:
+    try:
+        if args.command == "export":
+            from .export import export_lms
+
+            for path in export_lms(args.course_dir, args.out):
+                print(f"wrote {path}")
+            return 0
+        from .report import write_report
+        from .similarity import THRESHOLD
+
+        path, data = write_report(args.course_dir, args.out,
+                                  check_similarity=not args.no_similarity,
+                                  threshold=THRESHOLD if args.threshold is None
+                                  else args.threshold)
+    except (FileNotFoundError, ValueError, RuntimeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return ERROR_EXIT
+    from .report import summary_text
+
+    print(summary_text(data))
+    print(f"\nreport: {path}")
+    return 0
 
 
 if __name__ == "__main__":

@@ -3,7 +3,9 @@
 Full-class students (every lesson): a complete correct submission, a partial one and an
 empty one. On 03_resnet and 04_resnet_variants: one student per common mistake, and the nine
 kinds of hostile or broken submission the grader must survive. Each of those is the correct
-submission plus one act, so every point it loses is the act's doing.
+submission plus one act, so every point it loses is the act's doing. With them, three
+students for the class report's similarity check: a BasicBlock of one's own, a copy of it
+(names changed, methods reordered) and an independent one (``SIMILARITY``).
 """
 
 from __future__ import annotations
@@ -274,6 +276,187 @@ def _mistake(name: str, source: str) -> Callable:
     return edit
 
 
+
+# --- Answers for the class report and the similarity check (tests/test_report.py) ----------
+# Independent BasicBlocks: the same correct idea, each written in its own way.
+BASIC_BLOCK_SEQUENTIAL = """\
+class BasicBlock(nn.Module):
+    def __init__(self, in_channels, out_channels, stride=1):
+        super().__init__()
+        self.residual = nn.Sequential(
+            nn.Conv2d(in_channels, out_channels, kernel_size=3, stride=stride, padding=1,
+                      bias=False),
+            nn.BatchNorm2d(out_channels),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(out_channels, out_channels, kernel_size=3, padding=1, bias=False),
+            nn.BatchNorm2d(out_channels),
+        )
+        if stride == 1 and in_channels == out_channels:
+            self.skip = nn.Identity()
+        else:
+            self.skip = nn.Sequential(
+                nn.Conv2d(in_channels, out_channels, kernel_size=1, stride=stride, bias=False),
+                nn.BatchNorm2d(out_channels),
+            )
+
+    def forward(self, x):
+        return nn.functional.relu(self.residual(x) + self.skip(x))
+"""
+BASIC_BLOCK_DOWNSAMPLE = """\
+class BasicBlock(nn.Module):
+    def __init__(self, in_channels, out_channels, stride=1):
+        super().__init__()
+        self.conv_a = nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False)
+        self.norm_a = nn.BatchNorm2d(out_channels)
+        self.conv_b = nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False)
+        self.norm_b = nn.BatchNorm2d(out_channels)
+        self.downsample = None
+        if stride > 1 or in_channels != out_channels:
+            self.downsample = nn.Sequential(nn.Conv2d(in_channels, out_channels, 1,
+                                                      stride=stride, bias=False),
+                                            nn.BatchNorm2d(out_channels))
+
+    def forward(self, x):
+        identity = x
+        if self.downsample is not None:
+            identity = self.downsample(x)
+        h = self.conv_a(x)
+        h = self.norm_a(h)
+        h = h.relu()
+        h = self.conv_b(h)
+        h = self.norm_b(h)
+        h += identity
+        return h.relu()
+"""
+# The original of a copied answer: a conv + BN helper and a ModuleList.
+BASIC_BLOCK_ORIGINAL = '''\
+class BasicBlock(nn.Module):
+    def __init__(self, in_channels, out_channels, stride=1):
+        super().__init__()
+        self.layers = nn.ModuleList([
+            self.conv_bn(in_channels, out_channels, 3, stride),
+            self.conv_bn(out_channels, out_channels, 3, 1),
+        ])
+        self.project = None
+        if (in_channels, stride) != (out_channels, 1):
+            self.project = self.conv_bn(in_channels, out_channels, 1, stride)
+
+    @staticmethod
+    def conv_bn(cin, cout, k, s):
+        """A k×k conv (no bias: BN follows) and its BatchNorm."""
+        return nn.Sequential(nn.Conv2d(cin, cout, k, s, k // 2, bias=False),
+                             nn.BatchNorm2d(cout))
+
+    def shortcut(self, x):
+        return x if self.project is None else self.project(x)
+
+    def forward(self, x):
+        first, second = self.layers
+        y = torch.relu(first(x))
+        y = second(y)
+        return torch.relu(y + self.shortcut(x))
+'''
+# ... and its copy: every name changed, the methods in another order, a comment added.
+BASIC_BLOCK_COPIED = '''\
+class BasicBlock(nn.Module):
+    def forward(self, inp):
+        # two conv-BN layers, then add the skip path
+        a, b = self.stack
+        out = torch.relu(a(inp))
+        out = b(out)
+        return torch.relu(out + self.skip_path(inp))
+
+    def skip_path(self, inp):
+        return inp if self.proj is None else self.proj(inp)
+
+    @staticmethod
+    def make_layer(c_in, c_out, size, step):
+        """conv + batchnorm"""
+        return nn.Sequential(nn.Conv2d(c_in, c_out, size, step, size // 2, bias=False),
+                             nn.BatchNorm2d(c_out))
+
+    def __init__(self, in_channels, out_channels, stride=1):
+        super().__init__()
+        self.stack = nn.ModuleList([
+            self.make_layer(in_channels, out_channels, 3, stride),
+            self.make_layer(out_channels, out_channels, 3, 1),
+        ])
+        self.proj = None
+        if (in_channels, stride) != (out_channels, 1):
+            self.proj = self.make_layer(in_channels, out_channels, 1, stride)
+'''
+# Two more mistakes, each in a style of its own (not a copy of another student's answer).
+BASIC_BLOCK_RELU_FIRST = """\
+class BasicBlock(nn.Module):
+    def __init__(self, in_channels, out_channels, stride=1):
+        super().__init__()
+        self.act = nn.ReLU()
+        self.c1, self.b1 = nn.Conv2d(in_channels, out_channels, (3, 3), (stride, stride),
+                                     (1, 1), bias=False), nn.BatchNorm2d(out_channels)
+        self.c2, self.b2 = nn.Conv2d(out_channels, out_channels, (3, 3), (1, 1), (1, 1),
+                                     bias=False), nn.BatchNorm2d(out_channels)
+        needs_projection = stride != 1 or in_channels != out_channels
+        self.proj = (nn.Sequential(nn.Conv2d(in_channels, out_channels, (1, 1), (stride, stride),
+                                             bias=False), nn.BatchNorm2d(out_channels))
+                     if needs_projection else nn.Identity())
+
+    def forward(self, inputs):
+        main = self.act(self.b1(self.c1(inputs)))
+        main = self.act(self.b2(self.c2(main)))
+        shortcut = self.proj(inputs)
+        return main + shortcut
+"""
+BASIC_BLOCK_RELU_IN_DICT = """\
+class BasicBlock(nn.Module):
+    def __init__(self, in_channels, out_channels, stride=1):
+        super().__init__()
+        self.parts = nn.ModuleDict({
+            "conv1": nn.Conv2d(in_channels, out_channels, 3, padding=1, stride=stride,
+                               bias=False),
+            "bn1": nn.BatchNorm2d(out_channels),
+            "conv2": nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False),
+            "bn2": nn.BatchNorm2d(out_channels),
+        })
+        self.down = nn.Identity()
+        if stride != 1 or out_channels != in_channels:
+            self.down = nn.Sequential()
+            self.down.add_module("conv", nn.Conv2d(in_channels, out_channels, 1, stride=stride,
+                                                   bias=False))
+            self.down.add_module("bn", nn.BatchNorm2d(out_channels))
+
+    def forward(self, x):
+        p = self.parts
+        y = torch.relu(p["bn1"](p["conv1"](x)))
+        y = torch.relu(p["bn2"](p["conv2"](y)))
+        return y + self.down(x)
+"""
+BASIC_BLOCK_PLAIN = """\
+class BasicBlock(nn.Module):
+    def __init__(self, in_channels, out_channels, stride=1):
+        super().__init__()
+        layers = []
+        for i, (cin, s) in enumerate([(in_channels, stride), (out_channels, 1)]):
+            layers += [nn.Conv2d(cin, out_channels, 3, s, 1, bias=False),
+                       nn.BatchNorm2d(out_channels)]
+            if i == 0:
+                layers.append(nn.ReLU())
+        layers.append(nn.ReLU())
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x):
+        return self.net(x)
+"""
+COUNT_ALL_PARAMETERS = """\
+def count_parameters(model):
+    return sum(p.numel() for p in model.parameters())
+"""
+# student -> BasicBlock answer, for the similarity pairs of the demo class (03_resnet)
+SIMILARITY = {
+    "s1_original": BASIC_BLOCK_ORIGINAL,
+    "s2_copied": BASIC_BLOCK_COPIED,       # s1's answer, renamed and reordered: flagged
+    "s3_independent": BASIC_BLOCK_SEQUENTIAL,
+}
+
 # student -> edit applied to a correct submission of the hostile lesson
 HOSTILE = {
     "h1_edited_tests": _edit_tests,
@@ -351,6 +534,12 @@ def build_class(course_dir: Path, lessons: list[str] | None = None,
         students.append(student)
     if hostile_lesson:
         students += add_hostile_students(course_dir, hostile_lesson)
+        # A copied answer (and an independent one) for the report's similarity check.
+        for student, source in SIMILARITY.items():
+            nb = filled(hostile_lesson, course_dir=course_dir)
+            cell_defining(nb, "BasicBlock").source = source
+            save_submission(course_dir, student, hostile_lesson, nb)
+            students.append(student)
     return students
 
 

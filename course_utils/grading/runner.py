@@ -336,12 +336,53 @@ def _state_entry(value) -> dict:
     return value if isinstance(value, dict) else {"digest": value, "status": "graded"}
 
 
+class Progress:
+    """A tqdm bar (count, rate, ETA) on stderr while jobs finish, under the lines ``log``
+    prints: each line is written with the bar cleared and redrawn below it (what tqdm.write
+    does), so neither garbles the other. Off when ``enabled`` is False, or when it is None
+    and stderr is not a terminal or pytest is running."""
+
+    def __init__(self, total: int, enabled: bool | None, log: Callable[[str], None],
+                 file=None) -> None:
+        self._log, self.bar = log, None
+        if enabled is None:
+            enabled = sys.stderr.isatty() and "PYTEST_CURRENT_TEST" not in os.environ
+        if enabled and total:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, desc="grading", unit=" submissions",
+                            file=file or sys.stderr, dynamic_ncols=True, smoothing=0.2,
+                            bar_format="{desc}: {n_fmt}/{total_fmt} |{bar}| "
+                                       "[{elapsed}<{remaining}, {rate_fmt}]")
+
+    def advance(self) -> None:
+        if self.bar is not None:
+            self.bar.update(1)
+
+    def log(self, line: str) -> None:
+        if self.bar is None:
+            self._log(line)
+            return
+        with self.bar.external_write_mode(file=self.bar.fp):
+            self._log(line)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
 def grade_class(course_dir: str | os.PathLike = ".", workers: int | None = None,
                 assignments: Iterable[str] | None = None, students: Iterable[str] | None = None,
                 scheduler: str | None = None, cell_timeout: int = 60,
                 memory_bytes: int | None = None, force: bool = False,
-                log: Callable[[str], None] = print) -> ClassReport:
-    """Autograde new or changed submissions, then write feedback and grades.csv."""
+                log: Callable[[str], None] = print, progress: bool | None = None
+                ) -> ClassReport:
+    """Autograde new or changed submissions, then write feedback and grades.csv.
+
+    ``progress``: a progress bar on stderr while jobs finish (count, rate, ETA); None (the
+    default) shows it when stderr is a terminal and not under pytest.
+    """
     started = time.monotonic()
     course_dir = Path(course_dir).resolve()
     workers = workers or os.cpu_count() or 1
@@ -398,7 +439,9 @@ def grade_class(course_dir: str | os.PathLike = ".", workers: int | None = None,
         yield from refused
         yield from _run_jobs(specs, workers, scheduler)
 
+    bar = Progress(len(todo), progress, log)
     for result in results():
+        bar.advance()
         key = (result.student, result.assignment)
         entry = {"digest": digests[key], "status": result.status}
         if result.assignment in known:
@@ -414,8 +457,9 @@ def grade_class(course_dir: str | os.PathLike = ".", workers: int | None = None,
         state[f"{result.student}/{result.assignment}"] = entry
         state_path.write_text(json.dumps(state, indent=1, sort_keys=True, ensure_ascii=False))
         report.graded.append(result)
-        log(f"  {result.student:<24} {result.assignment:<24} {result.status:<7} "
-            f"{result.seconds:5.1f} s  {result.message}{note}")
+        bar.log(f"  {result.student:<24} {result.assignment:<24} {result.status:<7} "
+                f"{result.seconds:5.1f} s  {result.message}{note}")
+    bar.close()
 
     for result in sorted(report.graded, key=lambda r: (r.student, r.assignment)):
         if result.status != "graded":
