@@ -16,7 +16,7 @@ its own left is too short to tell copying from the only sensible answer, and is 
 A pair's similarity is the share of one answer's tokens found in the other; a pair is
 listed when either share reaches ``threshold``. The defaults (k-grams of 40 token
 characters, winnowing window 5, threshold 0.5) separate a BasicBlock copied with renamed
-variables and reordered methods (0.96) from independent answers with the same idea (at most
+variables and reordered methods (0.95) from independent answers with the same idea (at most
 0.21) in tests/test_report.py.
 """
 
