@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from checks_corpus import BasicBlock
 from torch import nn
 
-from course_utils.checks import check
+from course_utils.checks import check, judge
 
 
 def needs_projection(cin, cout, stride):
@@ -211,6 +211,17 @@ def test_buggy_variants_are_named(key):
     for phrase in phrases:
         assert phrase in message, message
     assert "Why it matters" in message or "common mistakes" in message
+
+
+# The stable id each BUGGY block's message records (the class report counts them).
+IDS = {"relu_before_and_after": "relu_before_and_after_add", "shortcut_without_bn": "shortcut_no_bn",
+       "other_bn_eps": "behaves_differently"}
+
+
+@pytest.mark.parametrize("key", BUGGY)
+def test_buggy_variants_have_stable_ids(key):
+    result = judge("basic_block", BUGGY[key][0])
+    assert result.mistake == f"basic_block.{IDS.get(key, key)}", result.text
 
 
 class NoBatchNorm(nn.Module):

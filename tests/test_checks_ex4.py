@@ -1,12 +1,22 @@
-"""Corpus for Exercise 4 (lesson 05): efficiency_table and best_accuracy_per_parameter."""
+"""Exercise 4 (lesson 05): efficiency_table and best_accuracy_per_parameter, against the corpus.
+
+The table's wrong answers in tests/checks_corpus.py reuse one cached thop profile per model, so
+the corpus stays fast; every correct answer passes, every wrong one fails with its mistake's id
+and phrases.
+"""
 
 import copy
 
+import checks_corpus as corpus
 import pytest
 from checks_corpus import best_accuracy_per_parameter, efficiency_table
 
-from course_utils.checks import check
+from course_utils.checks import check, judge
 from course_utils.checks.ex4 import NAMES, exact_macs, reference_params
+
+ITEMS = ("ex4_efficiency_table", "ex4_best")
+CORRECT = [(item, i) for item in ITEMS for i in range(len(corpus.CORRECT[item]))]
+WRONG = [(item, name) for item in ITEMS for name in corpus.WRONG[item]]
 
 
 @pytest.fixture(scope="module")
@@ -15,103 +25,59 @@ def rows():
     return efficiency_table(list(NAMES))
 
 
-def fails(name, obj, *phrases, **options):
-    with pytest.raises(AssertionError) as err:
-        check(name, obj, **options)
+@pytest.mark.parametrize("item,index", CORRECT, ids=[f"{i}-{k}" for i, k in CORRECT])
+def test_correct_answers_pass(item, index):
+    result = judge(item, corpus.CORRECT[item][index])
+    assert result.passed, result.text
+
+
+@pytest.mark.parametrize("item,name", WRONG, ids=[f"{i}-{n}" for i, n in WRONG])
+def test_wrong_answers_are_named(item, name):
+    answer, key, phrases = corpus.WRONG[item][name]
+    result = judge(item, answer)
+    assert not result.passed, f"{item}: {name} passed"
+    assert result.mistake == f"{item}.{key}", result.text
     for phrase in phrases:
-        assert phrase in str(err.value), str(err.value)
+        assert phrase in result.text, result.text
 
 
 def test_full_check_calls_the_function(capsys):
     check("ex4_efficiency_table", efficiency_table)
     out = capsys.readouterr().out
-    assert "params, MACs" in out and "mobilenet_v2 at input_size=192" in out
+    assert "params (int), MACs" in out and "mobilenet_v2 at input_size=192" in out
+    assert "convnext_tiny at input_size=32" in out
 
 
-def exact_table(names, input_size=224):
-    """MACs from torch's FlopCounterMode (exact), top-1 from the seed's table."""
-    import torch
-    from torch.utils.flop_counter import FlopCounterMode
-    from torchvision import models
-
+def test_exact_counter_and_seed_top1_accepted(capsys):
+    """MACs from FlopCounterMode and top-1 from the seed lesson's table are right too."""
     seed = {"vgg16": 71.5, "resnet50": 76.0, "efficientnet_b0": 77.1}
-    rows = []
-    for name in names:
-        model = models.get_model(name, weights=None).eval()
-        with FlopCounterMode(display=False) as counter, torch.no_grad():
-            model(torch.zeros(1, 3, input_size, input_size))
-        params = sum(p.numel() for p in model.parameters())
-        top1 = seed.get(name) or models.get_model_weights(name).DEFAULT.meta[
-            "_metrics"]["ImageNet-1K"]["acc@1"]
-        rows.append({"name": name, "params": params, "macs": counter.get_total_flops() // 2,
-                     "top1": top1, "top1_per_mparam": top1 / (params / 1e6)})
-    return rows
-
-
-def test_exact_counter_and_seed_top1_accepted(rows, capsys):
-    check("ex4_efficiency_table", exact_table, rows=exact_table(list(NAMES)))
+    rows = corpus.efficiency_table_exact(list(NAMES))
+    for row in rows:
+        row["top1"] = seed[row["name"]]
+        row["top1_per_mparam"] = row["top1"] / (row["params"] / 1e6)
+    check("ex4_efficiency_table", corpus.efficiency_table_exact, rows=rows)
     assert capsys.readouterr().out.startswith("✓")
 
 
-def modified(rows, name, **changes):
-    rows = copy.deepcopy(rows)
-    for row in rows:
-        if row["name"] == name:
-            row.update(changes)
-    return rows
+def test_rows_passed_in_are_judged(rows):
+    table = copy.deepcopy(rows)
+    table[0]["params"] = float(table[0]["params"])
+    result = judge("ex4_efficiency_table", efficiency_table, rows=table)
+    assert result.mistake == "ex4_efficiency_table.float_params", result.text
+    assert "the rows you passed (rows=...)" in result.text
+    assert judge("ex4_efficiency_table", efficiency_table, rows=rows[:2]).mistake == \
+        "ex4_efficiency_table.wrong_rows"
 
 
-def test_table_mistakes(rows):
-    vgg = next(r for r in rows if r["name"] == "vgg16")
-    fails("ex4_efficiency_table", efficiency_table, "FLOP count (2 × MACs)",
-          rows=modified(rows, "vgg16", macs=2 * vgg["macs"]))
-    fails("ex4_efficiency_table", efficiency_table, "looks like GMACs",
-          rows=modified(rows, "vgg16", macs=vgg["macs"] / 1e9))
-    fails("ex4_efficiency_table", efficiency_table, "looks like a fraction",
-          rows=modified(rows, "vgg16", top1=vgg["top1"] / 100,
-                        top1_per_mparam=vgg["top1"] / 100 / (vgg["params"] / 1e6)))
-    fails("ex4_efficiency_table", efficiency_table, "per parameter, not per million",
-          rows=modified(rows, "vgg16", top1_per_mparam=vgg["top1"] / vgg["params"]))
-    fails("ex4_efficiency_table", efficiency_table, "params for resnet50", "25,557,032",
-          rows=modified(rows, "resnet50", params=25.6))
-    fails("ex4_efficiency_table", efficiency_table, "expected one row per name",
-          rows=rows[:2])
-
-
-def test_hard_coded_table_is_caught(rows):
-    def hard_coded(names, input_size=224):
-        return copy.deepcopy(rows)
-
-    fails("ex4_efficiency_table", hard_coded, "efficiency_table(['mobilenet_v2'], input_size=192)",
-          "expected one row per name", rows=rows)
-
-
-def test_ignored_input_size_is_caught(rows):
-    def ignores_size(names, input_size=224):
-        return efficiency_table(names)
-
-    fails("ex4_efficiency_table", ignores_size, "input_size=192 argument is ignored", rows=rows)
+def test_best_most_parameters_is_not_called_min_instead_of_max():
+    result = judge("ex4_best", corpus.best_most_params)
+    assert "min instead of max" not in result.text and "the most parameters" in result.text
+    assert judge("ex4_best", corpus.best_min_ratio).mistake == "ex4_best.min_ratio"
 
 
 def test_best(capsys):
     check("ex4_best", best_accuracy_per_parameter)
     assert "efficientnet_b0 on the real table" in capsys.readouterr().out
-
-
-def test_best_mistakes():
-    fails("ex4_best", lambda rows: "efficientnet_b0", "whatever the rows say")
-    fails("ex4_best", lambda rows: max(rows, key=lambda r: r["top1"])["name"],
-          "highest top-1, not the highest top-1 per parameter")
-    fails("ex4_best", lambda rows: min(rows, key=lambda r: r["top1_per_mparam"])["name"],
-          "min instead of max")
-    fails("ex4_best", lambda rows: max(rows, key=lambda r: r["top1_per_mparam"]),
-          "return the model's name")
-
-    def sorts_in_place(rows):
-        rows.sort(key=lambda r: -r["top1_per_mparam"])
-        return rows[0]["name"]
-
-    fails("ex4_best", sorts_in_place, "changed the rows")
 
 
 def test_references_come_from_torchvision():

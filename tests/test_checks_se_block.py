@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from checks_corpus import SEBlock
 from torch import nn
 
-from course_utils.checks import check
+from course_utils.checks import check, judge
 
 # --- correct variants -------------------------------------------------------------------------
 
@@ -122,6 +122,8 @@ def make_se(*, gate=torch.sigmoid, hidden_relu=True, pool="avg", combine="mul", 
             if combine == "gates":
                 return s
             s = s.view(b, c, 1, 1)
+            if combine == "residual":
+                return x + x * s
             return x + s if combine == "add" else x * s
 
     return Buggy
@@ -135,6 +137,8 @@ BUGGY = {
     "max_pool": (make_se(pool="max"), "max pooling instead of global average pooling"),
     "returns_gates": (make_se(combine="gates"), "returns the gates"),
     "adds_gates": (make_se(combine="add"), "added to the input instead of multiplying"),
+    "residual": (make_se(combine="residual"), "it returns x + x * s (a residual SE) instead of "
+                                              "x * s"),
     "pool_over_channels": (make_se(pool="channels"), "averages over the channels instead of "
                                                      "over space"),
     "batch_statistics": (make_se(pool="batch"), "every image gets the same gates"),
@@ -151,6 +155,7 @@ def test_buggy_variants_are_named(key):
     message = str(err.value)
     assert phrase in message, message
     assert "Why it matters" in message, message
+    assert judge("se_block", block).mistake == f"se_block.{key}"
 
 
 def test_wrong_width_explains_parameter_count():

@@ -167,12 +167,15 @@ def _same(out: Tensor | None, ref: Tensor) -> bool:
 
 
 def match(subject: Subject, variant: Variant, seed: int, modes: tuple[bool, ...] = (False, True),
-          diffs: dict[str, float] | None = None) -> Match | None:
-    """The first weight assignment under which the student's module equals ``variant``."""
+          diffs: dict[str, float] | None = None, limit: int = 48,
+          fixed: dict[str, Unit] | None = None) -> Match | None:
+    """The first weight assignment under which the student's module equals ``variant``
+    (at most ``limit`` assignments tried; ``fixed`` pins slots to units, see ``assignments``)."""
     slots = list(variant.slots)
     units = units_of(subject.module)
     params = random_params(slots, seed)
-    for k, assignment in enumerate(assignments(slots, units, subject.order or None)):
+    for k, assignment in enumerate(assignments(slots, units, subject.order or None, limit,
+                                               fixed)):
         effective, notes = load(slots, assignment, params)
         outputs = _outputs(subject, variant, effective, modes)
         if outputs is None:
@@ -182,8 +185,9 @@ def match(subject: Subject, variant: Variant, seed: int, modes: tuple[bool, ...]
                 mode = "train" if training else "eval"
                 diffs[mode] = float("inf") if out is None else _tensors.max_abs_diff(out, ref)
         if all(_same(out, ref) for out, ref in outputs.values()):
-            used = {id(u) for u in assignment.values()}
-            return Match(variant, assignment, notes, [u for u in units if id(u) not in used])
+            used = {id(u.module) for u in assignment.values()}
+            return Match(variant, assignment, notes,
+                         [u for u in units if id(u.module) not in used])
     return None
 
 
@@ -222,6 +226,14 @@ def structure_diff(slots: tuple[Slot, ...], units: list[Unit]) -> str:
         parts.append("parameters the checker can't map to a layer: " + ", ".join(others)
                      + " — use nn.Conv2d / nn.BatchNorm2d / nn.Linear layers")
     return "; ".join(parts)
+
+
+def layer_names(text: str, found: Match) -> str:
+    """``text`` with each ``{slot name}`` replaced by the student's layer that took that slot,
+    so that messages name the student's own layers (e.g. "{c0}" -> "`features.0`")."""
+    for i, unit in found.assignment.items():
+        text = text.replace("{" + found.variant.slots[i].name + "}", f"`{unit.name}`")
+    return text
 
 
 def params_line(expected: int, reference: str, module: nn.Module, reason: str = "") -> str:
@@ -287,12 +299,14 @@ def mistake_id(item: str, verdict: Verdict) -> str:
 
 
 def failure_message(subject: Subject, verdict: Verdict, reference: str, reference_detail: str,
-                    expected_params: int, generic_hint: str) -> str:
-    """The message for a module that does not behave like the reference."""
+                    expected_params: int, generic_hint: str,
+                    weights: str = "torchvision's weights") -> str:
+    """The message for a module that does not behave like the reference (``weights`` names
+    what was copied into the student's layers, e.g. "the same random weights")."""
     head = f"{subject.call} does not behave like {reference}"
     m = verdict.match
     if m is not None:
-        lines = [f"{head}: {m.variant.mistake}."]
+        lines = [f"{head}: {layer_names(m.variant.mistake, m)}."]
         if m.variant.why:
             lines.append(f"Why it matters: {m.variant.why}")
         reason = (m.variant.short or m.variant.mistake) if m.variant.nparams != expected_params \
@@ -314,7 +328,7 @@ def failure_message(subject: Subject, verdict: Verdict, reference: str, referenc
                       " Dropout behave when training (nn.BatchNorm2d, not a fixed normalisation).")
         else:
             detail = ""
-        lines = [f"{head}: with torchvision's weights copied into your layers the outputs differ"
+        lines = [f"{head}: with {weights} copied into your layers the outputs differ"
                  f" (largest difference {worst}), and they match none of the common mistakes the"
                  f" checker knows.{detail}{bn_eps_hint(subject.module)}", generic_hint]
     else:

@@ -148,6 +148,11 @@ SE_MISTAKES: list[tuple[str, str, str, dict]] = [
     ("adds_gates", "the gates are added to the input instead of multiplying it", "SE "
      "recalibrates channels by scaling them (x * scale); adding a constant per channel only "
      "shifts them.", {"combine": "add"}),
+    ("residual", "the block adds its input back: it returns x + x * s (a residual SE) instead "
+     "of x * s", "SE is a gate, not a residual branch: x + x·s scales every channel by 1 + s, "
+     "a factor between 1 and 2, so it can only amplify a channel, never suppress one. The skip "
+     "connection of SE-ResNet belongs to the residual block around the SE block, not inside "
+     "it.", {"combine": "residual"}),
     ("pool_over_channels", "the squeeze averages over the channels instead of over space "
      "(mean over dim 1 instead of dims 2 and 3)", "the squeeze must give one number per "
      "channel: the mean of that channel's feature map over its height and width.",
@@ -188,3 +193,90 @@ def _other_hidden_widths(c: int, hidden: int, units: list[Unit]) -> list[int]:
 
 def se_params(c: int, reduction: int) -> int:
     return se_variants(c, reduction)[0].nparams
+
+
+# --- whole networks -------------------------------------------------------------------------
+# Mistakes a network exercise can make whatever its layers: {key: (mistake, why)}. The texts
+# may hold {slot} fields, which the message fills with the student's own layer names, and
+# {format} fields, filled when the program is built (see ``_nets``).
+
+LOGITS = ("F.cross_entropy and nn.CrossEntropyLoss apply log-softmax themselves and expect "
+          "raw scores (logits).")
+NET_MISTAKES: dict[str, tuple[str, str]] = {
+    "softmax_output": (
+        "forward returns probabilities (a softmax over the classes) instead of logits",
+        LOGITS + " On probabilities they take the softmax a second time, of numbers squeezed "
+        "into [0, 1]: the loss can hardly move, gradients shrink and training is slow and "
+        "worse. Return the last Linear layer's output; apply softmax only to read "
+        "probabilities."),
+    "relu_on_logits": (
+        "a ReLU is applied to the last Linear layer's output, so no logit can be negative",
+        LOGITS + " A ReLU clips every negative score to 0, where its gradient is zero: a class "
+        "can no longer be pushed below the others, and whole rows of logits can get stuck at "
+        "0. The last Linear layer's output is the network's output."),
+    "no_relu": (
+        "there is no nonlinearity (ReLU) between the layers, so the network is linear end to "
+        "end",
+        "convolutions, BatchNorm, average pooling and Linear layers are all linear (affine) "
+        "maps, and a chain of linear maps is one linear map however many layers it has: "
+        "without a ReLU after each layer the network can only draw linear decision "
+        "boundaries, and depth buys nothing."),
+    "no_relu_pooled": (
+        "there is no nonlinearity (activation) after the layers: apart from the pooling the "
+        "network is linear end to end",
+        "convolutions and Linear layers are linear maps, and a chain of linear maps is one "
+        "linear map however many layers it has: without an activation after each layer "
+        "depth buys (almost) nothing."),
+    "no_fc_relu": (
+        "there is no nonlinearity between the fully connected layers",
+        "two Linear layers with nothing in between compute one Linear map (W2·W1·x): the "
+        "extra layers add parameters but no expressive power."),
+    "no_conv_relu": (
+        "the convolutions have no activation after them (only the classifier has one)",
+        "a convolution followed only by pooling and another convolution is (apart from the "
+        "pooling) one bigger linear filter: the feature extractor loses the nonlinearity that "
+        "makes stacking layers worthwhile."),
+    "missing_relu": (
+        "there is no nonlinearity between {a} and {b}",
+        "two layers with nothing nonlinear between them compute a single linear map: the "
+        "second layer adds cost but no expressive power."),
+    "relu_before_bn": (
+        "the layers apply ReLU before BatchNorm (conv → ReLU → BN) instead of conv → BN → ReLU",
+        "the notebook's architecture normalises each convolution's output and then rectifies "
+        "it; BatchNorm after the ReLU normalises values that are already clipped at 0, which "
+        "is a different network from the one specified and from the ResNet it is compared "
+        "with."),
+    "no_bn": (
+        "there is no BatchNorm after the convolutions",
+        "the notebook's layers are conv → BatchNorm → ReLU, as in the ResNet this network is "
+        "compared with: without BatchNorm the comparison measures BatchNorm, not skip "
+        "connections (the lesson's own 'with / without BN' experiment removes BatchNorm "
+        "itself, from both networks)."),
+    "no_downsampling": (
+        "the network never downsamples: every layer keeps the {size}×{size} map",
+        "the first layer of stages 2 and 3 must have stride 2 (32×32 → 16×16 → 8×8): at full "
+        "resolution stages 2 and 3 cost 4× and 16× the compute, and each layer still sees "
+        "only a small part of the image."),
+    "maxpool_downsampling": (
+        "it downsamples with max-pooling instead of stride-2 convolutions",
+        "the notebook's design (the paper's) downsamples with the stride of the first conv of "
+        "stages 2 and 3, exactly like its ResNet twin; a pooling layer makes the plain net a "
+        "different network from the one it is compared with."),
+    "flatten_head": (
+        "the classifier flattens the whole {c}×{h}×{w} feature map ({n:,} values) instead of "
+        "averaging each channel over space (global average pooling, {c} values)",
+        "global average pooling gives one number per channel, so the Linear layer needs "
+        "{c}·num_classes weights instead of {n:,}·num_classes, works for any input size, and "
+        "matches the design this network is compared with."),
+    "stem_no_bn": (
+        "the stem has no BatchNorm (conv → ReLU)",
+        "every conv of the design, the stem's included, is followed by BatchNorm before its "
+        "ReLU."),
+    "stem_no_relu": (
+        "the stem has no ReLU after its BatchNorm",
+        "without it the stem's conv and the first block's first conv are one linear map; the "
+        "stem is conv → BN → ReLU."),
+    "stem_relu_before_bn": (
+        "the stem applies ReLU before BatchNorm (conv → ReLU → BN)",
+        "the stem is conv → BN → ReLU, like every layer of the residual blocks."),
+}

@@ -96,6 +96,8 @@ def squeeze_excitation(p: Params, x: Tensor, training: bool = False, *, pool: st
         return torch.mul(x, s)
     if combine == "add":
         return torch.add(x, s)
+    if combine == "residual":  # x + x * s: a "residual" SE
+        return torch.add(x, torch.mul(x, s))
     return s  # "gates"
 
 

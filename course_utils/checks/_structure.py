@@ -26,9 +26,10 @@ def conv_layers(model: nn.Module) -> list[tuple[str, nn.Conv2d]]:
     return [(name, m) for name, m in model.named_modules() if isinstance(m, nn.Conv2d)]
 
 
-def run_classifier(model: nn.Module, x: Tensor, num_classes: int, what: str,
+def run_classifier(model: nn.Module, x: Tensor, num_classes: int | None, what: str,
                    name: str) -> Tensor:
-    """Forward (no torchvision model code allowed); output must be (batch, num_classes)."""
+    """Forward (no torchvision model code allowed); output must be one plain tensor, of shape
+    (batch, num_classes) unless ``num_classes`` is None (the caller checks it)."""
     with Watch() as watch:
         out = call(what, model, x)
     watch.reject(name)
@@ -37,7 +38,7 @@ def run_classifier(model: nn.Module, x: Tensor, num_classes: int, what: str,
                 if isinstance(out, Tensor) else describe(out))
         fail(f"{what} returned {kind}; forward must return one plain tensor of logits.")
     expected = (tuple(x.shape)[0], num_classes)
-    if tuple(out.shape) != expected:
+    if num_classes is not None and tuple(out.shape) != expected:
         fail(f"{what} returned shape {shape_str(tuple(out.shape))}; expected {shape_str(expected)}"
              f" (batch, num_classes): one logit per class for each image.")
     if _tensors.max_abs(out) == float("inf"):

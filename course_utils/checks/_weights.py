@@ -108,15 +108,26 @@ def compatible(unit: Unit, slot: Slot) -> bool:
 
 
 def assignments(slots: list[Slot], units: list[Unit], order: list[int] | None = None,
-                limit: int = 48) -> Iterator[dict[int, Unit]]:
+                limit: int = 48, fixed: dict[str, Unit] | None = None
+                ) -> Iterator[dict[int, Unit]]:
     """Yield {slot index: unit} bijections onto compatible units, most plausible first.
 
     ``order`` ranks units (e.g. by when the student's forward first ran them); the first
     assignment pairs slots and units in that order, later ones permute ambiguous choices.
+    ``fixed`` ({slot name: unit}) pins slots already matched, e.g. the layers of a residual
+    block verified on its own; the other slots never take those units.
     """
     rank = {id(u): (order[i] if order else i) for i, u in enumerate(units)}
-    options = [sorted((u for u in units if compatible(u, s)), key=lambda u: rank[id(u)])
-               for s in slots]
+    fixed = fixed or {}
+    pinned = {id(u.module) for u in fixed.values()}
+    options = []
+    for s in slots:
+        if s.name in fixed:
+            options.append([fixed[s.name]] if compatible(fixed[s.name], s) else [])
+        else:
+            options.append(sorted((u for u in units
+                                   if compatible(u, s) and id(u.module) not in pinned),
+                                  key=lambda u: rank[id(u)]))
     if any(not o for o in options):
         return
     produced = 0
@@ -132,12 +143,12 @@ def assignments(slots: list[Slot], units: list[Unit], order: list[int] | None = 
             yield dict(chosen)
             return
         for u in options[i]:
-            if id(u) in used:
+            if id(u.module) in used:
                 continue
             chosen[i] = u
-            used.add(id(u))
+            used.add(id(u.module))
             yield from walk(i + 1)
-            used.discard(id(u))
+            used.discard(id(u.module))
             del chosen[i]
 
     yield from walk(0)

@@ -12,6 +12,7 @@ import torch
 
 from . import _tensors
 from ._behaviour import (
+    Match,
     Subject,
     bias_notes,
     check_gradient,
@@ -73,7 +74,15 @@ def _crash_hint(cin: int, cout: int, stride: int):
 
 
 def verify_block(subject: Subject, cin: int, cout: int, stride: int, seed: int = 0) -> list[str]:
-    """Fail unless ``subject`` behaves like torchvision's BasicBlock(cin, cout, stride)."""
+    """Fail unless ``subject`` behaves like torchvision's BasicBlock(cin, cout, stride); the
+    notes (e.g. a redundant conv bias) otherwise."""
+    return bias_notes(block_match(subject, cin, cout, stride, seed).notes,
+                      "torchvision's BasicBlock")
+
+
+def block_match(subject: Subject, cin: int, cout: int, stride: int, seed: int = 0) -> Match:
+    """Fail unless ``subject`` behaves like torchvision's BasicBlock(cin, cout, stride); the
+    match otherwise (which of the student's layers took which of the block's slots)."""
     b, _, h, w = tuple(subject.x.shape)
     expected = (b, cout, (h - 1) // stride + 1, (w - 1) // stride + 1)
     probe(subject, expected, _shape_hint(cout, stride, h), cheat_name="BasicBlock",
@@ -95,7 +104,7 @@ def verify_block(subject: Subject, cin: int, cout: int, stride: int, seed: int =
         fail(f"{subject.call} computes what torchvision's BasicBlock computes, but has layers "
              f"its forward never uses: {layers}. Expected {n(expected_params)} parameters like "
              f"{reference}; yours has {n(count_params(subject.module))}.{hint}")
-    return bias_notes(found.notes, "torchvision's BasicBlock")
+    return found
 
 
 @register("basic_block", "BasicBlock(in_channels, out_channels, stride=1)", ("configs",))

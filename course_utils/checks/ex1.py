@@ -1,4 +1,15 @@
-"""Exercise 1 (lesson 03, skip connections): PlainCNN, CifarResNet, first_layer_grad_norm."""
+"""Exercise 1 (lesson 03, skip connections): PlainCNN, CifarResNet, first_layer_grad_norm.
+
+Both networks are specified exactly in the notebook (``PLAIN_SPEC``, ``RESNET_SPEC``) and judged
+by behaviour against that specification written as a program (``_nets``): the same random
+weights in the student's layers and in the program, outputs compared in train and eval mode,
+for several ``depth`` / ``num_blocks`` and ``num_classes`` (more when grading). A difference is
+named when one of the catalogue's mistakes (``_mistakes.NET_MISTAKES``) reproduces it exactly;
+CifarResNet's blocks are judged one by one against the BasicBlock reference first, and its
+layout (ImageNet stem or widths, downsampling, the spread over the stages) is read from the
+shapes its blocks receive (``_resnet_like``). Only the number of conv layers of PlainCNN is a
+structural rule.
+"""
 
 from __future__ import annotations
 
@@ -9,126 +20,174 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import _nets as nets
+from . import _resnet_like as resnet_like
 from . import _tensors
-from ._calls import call, expect_class, expect_function, fail
+from ._behaviour import Subject, probe
+from ._calls import call, call_str, expect_class, expect_function, fail
 from ._cheating import reject_reference
 from ._registry import grading, register
-from ._structure import (
-    build,
-    bypassed_conv,
-    check_all_used,
-    conv_layers,
-    residual_blocks,
-    run_classifier,
-)
+from ._structure import build, bypassed_conv, conv_layers
 
-PLAIN = "class PlainCNN(nn.Module) with __init__(self, depth=6), 3×32×32 images → 10 logits"
-RESNET = "class CifarResNet(nn.Module) with __init__(self, num_blocks=6), 3×32×32 → 10 logits"
+PLAIN = ("class PlainCNN(nn.Module) with __init__(self, depth=6, num_classes=10), 3×32×32 "
+         "images → num_classes logits")
+RESNET = ("class CifarResNet(nn.Module) with __init__(self, num_blocks=6, num_classes=10), "
+          "3×32×32 images → num_classes logits")
 GRAD = "def first_layer_grad_norm(model, images, labels) -> float"
+WIDTHS = (16, 32, 64)
+PLAIN_SPEC = ("`depth` layers, each a 3×3 conv (padding 1, no bias) → BatchNorm → ReLU: the "
+              "first 3 → 16 channels, the other depth − 1 spread over three stages of 16, 32 "
+              "and 64 channels with stage_sizes(depth − 1), the first layer of stages 2 and 3 "
+              "with stride 2 (no pooling layers); then global average pooling and "
+              "nn.Linear(channels, num_classes); forward returns these logits. No skip "
+              "connections.")
+RESNET_SPEC = ("a stem of one 3×3 conv 3 → 16 (stride 1, padding 1, no bias) → BatchNorm → "
+               "ReLU, no pooling; then `num_blocks` BasicBlocks spread over three stages of 16, "
+               "32 and 64 channels with stage_sizes(num_blocks), the first block of stages 2 "
+               "and 3 with stride 2; then global average pooling and nn.Linear(64, "
+               "num_classes); forward returns these logits.")
+
+
+def stage_sizes(n: int, stages: int = 3) -> list[int]:
+    """The notebook's helper: n layers (or blocks) spread over the stages, earlier ones first."""
+    return [n // stages + (1 if i < n % stages else 0) for i in range(stages)]
 
 
 def _images(batch: int = 2, seed: int = 0):
     return torch.randn((batch, 3, 32, 32), generator=_tensors.generator(seed))
 
 
-@register("ex1_plain_cnn", "PlainCNN(depth=6)")
+# --- PlainCNN -----------------------------------------------------------------------------------
+
+
+def plain_program(depth: int, num_classes: int) -> nets.Program:
+    """The notebook's PlainCNN(depth, num_classes) as a program."""
+    ops: list = [nets.Conv("c0", 3, WIDTHS[0], label="the 3 → 16 conv"),
+                 nets.BN("n0", WIDTHS[0], "its BatchNorm"), nets.Act()]
+    channels, k = WIDTHS[0], 1
+    for stage, count in enumerate(stage_sizes(depth - 1)):
+        for i in range(count):
+            stride = 2 if stage > 0 and i == 0 else 1
+            ops += [nets.Conv(f"c{k}", channels, WIDTHS[stage], 3, stride,
+                              label=f"conv layer {k + 1}"),
+                    nets.BN(f"n{k}", WIDTHS[stage], f"the BatchNorm of conv layer {k + 1}"),
+                    nets.Act()]
+            channels, k = WIDTHS[stage], k + 1
+    return (*ops, nets.GAP(), nets.Linear("fc", channels, num_classes, label="the Linear layer"))
+
+
+def plain_variants(depth: int, num_classes: int, x_shape: tuple[int, ...]
+                   ) -> tuple[list, list]:
+    p = plain_program(depth, num_classes)
+    accepted = [nets.variant("correct", p), nets.variant("log_softmax",
+                                                         nets.with_output(p, "log_softmax"))]
+    last = nets.shapes(p, x_shape)[-3]
+    mistakes = [
+        nets.mistake("softmax_output", nets.with_output(p, "softmax")),
+        nets.mistake("relu_on_logits", nets.with_output(p, "relu")),
+        nets.mistake("no_bn", nets.without_bn(p)),
+        nets.mistake("relu_before_bn", nets.relu_before_bn(p)),
+        nets.mistake("no_relu", nets.without_relu(p)),
+        nets.mistake("flatten_head", nets.flatten_head(p, x_shape), c=last[1], h=last[2],
+                     w=last[3], n=last[1] * last[2] * last[3]),
+    ]
+    if depth > 2:
+        mistakes += [
+            nets.mistake("no_downsampling", nets.all_stride_one(p), size=x_shape[2]),
+            nets.mistake("maxpool_downsampling", nets.pool_instead_of_stride(p, before=False)),
+            nets.mistake("maxpool_downsampling", nets.pool_instead_of_stride(p, before=True)),
+        ]
+    return accepted, mistakes
+
+
+def _verify_plain(obj: object, kwargs: dict, depth: int, num_classes: int, seed: int
+                  ) -> list[str]:
+    ctor = call_str("PlainCNN", **kwargs)
+    model = build(obj, "PlainCNN", hint=f"Expected: {PLAIN}.", **kwargs)
+    reject_reference(model, "PlainCNN")
+    convs = conv_layers(model)
+    if len(convs) != depth:
+        what = "the default depth is 6" if not kwargs else "`depth` is the number of conv layers"
+        fail(f"{ctor} has {len(convs)} nn.Conv2d layers; {what} (the 3 → 16 conv counts), so it "
+             f"should have {depth}.", mistake="ex1_plain_cnn.conv_count")
+    x = _images(2, seed)
+    subject = Subject(model, x, f"{ctor}(x)")
+    out = probe(subject, None, cheat_name="PlainCNN")
+    nets.check_logits(out, subject, "PlainCNN", "ex1_plain_cnn", num_classes)
+    accepted, mistakes = plain_variants(depth, num_classes, tuple(x.shape))
+    verdict = nets.compare_net(subject, accepted, mistakes)
+    if verdict.match is None or verdict.match.variant.key not in ("correct", "log_softmax"):
+        extra = ""
+        if verdict.match is None:
+            skipped = bypassed_conv(model, x)
+            if skipped is not None:
+                fail(f"{ctor} has a skip connection: with its conv layer `{skipped}` zeroed, "
+                     "the output still depends on the input, so something goes around that "
+                     "layer.\nWhy it matters: the plain network is the baseline without skip "
+                     "connections that the ResNet is compared with: every layer must feed only "
+                     "the next one.", mistake="ex1_plain_cnn.skip_connection")
+            extra = nets.shape_diff(nets.trace(model.eval(), x), plain_program(depth, num_classes),
+                                    tuple(x.shape))
+        nets.fail_net(subject, verdict, "ex1_plain_cnn", "PlainCNN", PLAIN_SPEC, extra)
+    nets.unused_layers(subject, verdict.match, "PlainCNN", "ex1_plain_cnn")
+    return nets.bias_note(verdict.match) + nets.output_note(verdict.match)
+
+
+@register("ex1_plain_cnn", "PlainCNN(depth=6, num_classes=10)")
 def check_plain_cnn(obj: object) -> str:
     expect_class(obj, "PlainCNN", PLAIN)
     reject_reference(obj, "PlainCNN")
-    x = _images()
-    for depth in (6, 20):
-        model = build(obj, "PlainCNN", depth=depth, hint=f"Expected: {PLAIN}.")
-        reject_reference(model, "PlainCNN")
-        what = f"PlainCNN(depth={depth})(x) with x of shape (2, 3, 32, 32)"
-        convs = conv_layers(model)
-        if len(convs) != depth:
-            fail(f"PlainCNN(depth={depth}) has {len(convs)} nn.Conv2d layers; `depth` is the "
-                 f"number of conv layers, so it should have {depth}.")
-        run_classifier(model, x, 10, what, "PlainCNN")
-        if depth == 6:
-            skipped = bypassed_conv(model, x)
-            if skipped is not None:
-                fail(f"PlainCNN(depth=6) has a skip connection: with conv layer `{skipped}` "
-                     "zeroed, its output still depends on the input, so something goes around "
-                     "that layer. The plain network is the baseline without skip connections: "
-                     "every layer must feed only the next one.")
-            check_all_used(model, x, what)
-    default = build(obj, "PlainCNN", hint=f"Expected: {PLAIN}.")
-    if len(conv_layers(default)) != 6:
-        fail(f"PlainCNN() has {len(conv_layers(default))} conv layers; the default depth is 6.")
-    if grading():
-        _hidden_plain(obj, default)
-    return ("✓ PlainCNN: 3×32×32 → 10 logits, `depth` conv layers (checked 6, 20 and the "
-            "default), no skip connection.")
+    configs = [({}, 6, 10), ({"depth": 20}, 20, 10), ({"depth": 5, "num_classes": 5}, 5, 5)]
+    if grading():  # very shallow and odd depths, another number of classes
+        configs += [({"depth": 1}, 1, 10), ({"depth": 2, "num_classes": 7}, 2, 7),
+                    ({"depth": 9}, 9, 10)]
+    notes: list[str] = []
+    for seed, (kwargs, depth, classes) in enumerate(configs):
+        notes = notes or _verify_plain(obj, kwargs, depth, classes, seed)
+    line = ("✓ PlainCNN is the specified conv → BN → ReLU stack (16/32/64 channels, stride-2 "
+            "stage starts, global average pooling, Linear → logits) for depth 6 (the default), "
+            "20 and 5 (with num_classes=5), in train and eval mode; no skip connection.")
+    return "\n".join([line, *notes])
 
 
-def _hidden_plain(obj: object, default: nn.Module) -> None:
-    """Grading only: very shallow and odd depths, and BatchNorm after the convolutions."""
-    x = _images(3, seed=1)
-    for depth in (1, 2, 9):
-        model = build(obj, "PlainCNN", depth=depth, hint=f"Expected: {PLAIN}.")
-        convs = conv_layers(model)
-        if len(convs) != depth:
-            fail(f"PlainCNN(depth={depth}) has {len(convs)} nn.Conv2d layers; `depth` is the "
-                 f"number of conv layers (the 3→16 conv counts), so it should have {depth}.")
-        run_classifier(model, x, 10, f"PlainCNN(depth={depth})(x) with x of shape (3, 3, 32, 32)",
-                       "PlainCNN")
-    if not any(isinstance(m, nn.BatchNorm2d) for m in default.modules()):
-        fail("PlainCNN() has no nn.BatchNorm2d: every layer is a 3×3 conv → BatchNorm → ReLU, "
-             "as in the ResNet it is compared with (otherwise the comparison measures "
-             "BatchNorm, not skip connections).")
+# --- CifarResNet --------------------------------------------------------------------------------
 
 
-@register("ex1_cifar_resnet", "CifarResNet(num_blocks=6)")
+def cifar_spec(num_blocks: int, num_classes: int) -> resnet_like.Spec:
+    sizes = stage_sizes(num_blocks)
+    blocks, channels = [], WIDTHS[0]
+    for stage, count in enumerate(sizes):
+        for i in range(count):
+            blocks.append((channels, WIDTHS[stage], 2 if stage > 0 and i == 0 else 1))
+            channels = WIDTHS[stage]
+    return resnet_like.Spec(
+        "CifarResNet", "ex1_cifar_resnet", 3, 32, num_classes, num_blocks, blocks, RESNET_SPEC,
+        count_hint=" (`num_blocks` is the total number of blocks over the three stages)",
+        spread=(f" (num_blocks={num_blocks} spread over the three stages with stage_sizes: "
+                f"{', '.join(map(str, sizes))} blocks)"))
+
+
+@register("ex1_cifar_resnet", "CifarResNet(num_blocks=6, num_classes=10)")
 def check_cifar_resnet(obj: object) -> str:
     expect_class(obj, "CifarResNet", RESNET)
     reject_reference(obj, "CifarResNet")
-    x = _images()
-    for num_blocks in (6, 12, None):
-        kwargs = {} if num_blocks is None else {"num_blocks": num_blocks}
-        expected = 6 if num_blocks is None else num_blocks
+    configs = [({}, 6, 10), ({"num_blocks": 9}, 9, 10),
+               ({"num_blocks": 5, "num_classes": 5}, 5, 5)]
+    if grading():  # one block, few blocks, another number of classes
+        configs += [({"num_blocks": 1}, 1, 10), ({"num_blocks": 3, "num_classes": 7}, 3, 7),
+                    ({"num_blocks": 12}, 12, 10)]
+    notes: list[str] = []
+    for seed, (kwargs, num_blocks, classes) in enumerate(configs):
+        ctor = call_str("CifarResNet", **kwargs)
         model = build(obj, "CifarResNet", hint=f"Expected: {RESNET}.", **kwargs)
         reject_reference(model, "CifarResNet")
-        ctor = "CifarResNet()" if num_blocks is None else f"CifarResNet(num_blocks={num_blocks})"
-        what = f"{ctor}(x) with x of shape (2, 3, 32, 32)"
-        run_classifier(model, x, 10, what, "CifarResNet")
-        blocks = residual_blocks(model, x)
-        if len(blocks) != expected:
-            found = ", ".join(f"`{b.name}`" for b in blocks[:8]) or "none"
-            extra = ""
-            if blocks and len(blocks) % expected == 0:
-                extra = (" (`num_blocks` is the total number of blocks, not the number per "
-                         "stage)")
-            elif not blocks:
-                extra = (" Each residual block must be its own nn.Module (e.g. your "
-                         "BasicBlock) whose forward adds its input (or its projection) to "
-                         "the output of its convolutions.")
-            fail(f"{ctor} has {len(blocks)} residual blocks ({found}); expected {expected}."
-                 f"{extra}")
-        if num_blocks == 6:
-            check_all_used(model, x, what)
-    if grading():
-        _hidden_resnet(obj)
-    return ("✓ CifarResNet: 3×32×32 → 10 logits with `num_blocks` residual blocks (checked 6, "
-            "12 and the default).")
-
-
-def _hidden_resnet(obj: object) -> None:
-    """Grading only: 1, 3 and 9 blocks, each with 2·num_blocks + 1 3×3 convs (its plain twin)."""
-    x = _images(2, seed=1)
-    for num_blocks in (1, 3, 9):
-        ctor = f"CifarResNet(num_blocks={num_blocks})"
-        model = build(obj, "CifarResNet", num_blocks=num_blocks, hint=f"Expected: {RESNET}.")
-        run_classifier(model, x, 10, f"{ctor}(x) with x of shape (2, 3, 32, 32)", "CifarResNet")
-        blocks = residual_blocks(model, x)
-        if len(blocks) != num_blocks:
-            fail(f"{ctor} has {len(blocks)} residual blocks; expected {num_blocks} "
-                 "(`num_blocks` is the total number of blocks over the three stages).")
-        convs = [name for name, m in conv_layers(model) if tuple(m.kernel_size) == (3, 3)]
-        if len(convs) != 2 * num_blocks + 1:
-            fail(f"{ctor} has {len(convs)} 3×3 conv layers; expected 2·{num_blocks} + 1 = "
-                 f"{2 * num_blocks + 1}: the 3→16 stem conv plus two per block, so that its "
-                 f"plain twin is PlainCNN(depth={2 * num_blocks + 1}).")
+        notes = notes or resnet_like.verify(model, _images(2, seed), ctor,
+                                            cifar_spec(num_blocks, classes))
+    line = ("✓ CifarResNet is the specified network (3×3 stem, BasicBlocks over 16/32/64-channel "
+            "stages with stride-2 stage starts, global average pooling, Linear → logits) for "
+            "num_blocks 6 (the default), 9 and 5 (with num_classes=5), in train and eval mode; "
+            "every block behaves like torchvision's BasicBlock.")
+    return "\n".join([line, *notes])
 
 
 # --- first_layer_grad_norm ---------------------------------------------------------------------
@@ -184,7 +243,8 @@ def _close(a: float, b: float) -> bool:
     return abs(a - b) <= 1e-4 * max(abs(b), 1e-8)
 
 
-def _one_case(fn: object, make: type, seed: int, stale: bool) -> str | None:
+def _one_case(fn: object, make: type, seed: int, stale: bool) -> tuple[str, str] | None:
+    """None if ``fn`` is right on this model, else (message, mistake key)."""
     torch_model = make()
     g = _tensors.generator(seed)
     with torch.no_grad():
@@ -215,16 +275,18 @@ def _one_case(fn: object, make: type, seed: int, stale: bool) -> str | None:
                  hint=lambda e: hint if isinstance(e, AttributeError | TypeError | KeyError |
                                                    IndexError | StopIteration) else "")
     if isinstance(value, torch.Tensor):
-        fail(f"{what} returned a tensor; return a Python float (e.g. `grad.norm().item()`).")
+        fail(f"{what} returned a tensor; return a Python float (e.g. `grad.norm().item()`).",
+             mistake="ex1_grad_norm.returns_tensor")
     if not isinstance(value, numbers.Real) or isinstance(value, bool):
-        fail(f"{what} returned {value!r}; expected a float, the L2 norm of the gradient.")
+        fail(f"{what} returned {value!r}; expected a float, the L2 norm of the gradient.",
+             mistake="ex1_grad_norm.not_a_float")
     value = float(value)
     changed = [k for k, v in model.state_dict().items()
                if k in before and _tensors.max_abs_diff(v, before[k]) != 0.0
                and not k.endswith(("running_mean", "running_var", "num_batches_tracked"))]
     if changed:
         return (f"{what} changed the model's weights (`{changed[0]}`): it should only compute the"
-                " gradient, not take an optimizer step.")
+                " gradient, not take an optimizer step.", "changed_weights")
     if _close(value, expected):
         return None
     # Known wrong answers, most specific first.
@@ -233,26 +295,27 @@ def _one_case(fn: object, make: type, seed: int, stale: bool) -> str | None:
         summed = torch.add(grads[first_w], stale_grads[first_w])
         candidates.append((_tensors.norm(summed), "it includes gradients left over from earlier "
                            "backward passes: call model.zero_grad() before loss.backward() (the "
-                           ".grad fields accumulate)"))
+                           ".grad fields accumulate)", "stale_gradients"))
     candidates.append((expected ** 2, "it is the squared norm; take the square root "
-                       "(grad.norm())"))
+                       "(grad.norm())", "squared_norm"))
     candidates.append((_tensors.norm(_grads(copy.deepcopy(torch_model), images, labels, "sum")[first_w]),
                        "it uses the summed loss; use the mean cross-entropy "
-                       "(F.cross_entropy's default)"))
+                       "(F.cross_entropy's default)", "summed_loss"))
     candidates.append((_tensors.norm(torch_model.state_dict()[first_w]),
-                       "it is the norm of the weight itself, not of its gradient"))
+                       "it is the norm of the weight itself, not of its gradient", "weight_norm"))
     eval_model = copy.deepcopy(torch_model).eval()
     candidates.append((_tensors.norm(_grads(eval_model, images, labels)[first_w]),
-                       "it was computed in eval mode; leave the model's mode as it is"))
+                       "it was computed in eval mode; leave the model's mode as it is",
+                       "eval_mode"))
     for name, grad in grads.items():
         if name != first_w:
             candidates.append((_tensors.norm(grad), f"it is the gradient norm of `{name}`, not of "
-                               f"the first conv layer's weight `{first_w}`"))
-    for candidate, reason in candidates:
+                               f"the first conv layer's weight `{first_w}`", "wrong_layer"))
+    for candidate, reason, key in candidates:
         if _close(value, candidate):
-            return f"{what} returned {value:.6g}; expected {expected:.6g}: {reason}."
+            return f"{what} returned {value:.6g}; expected {expected:.6g}: {reason}.", key
     return (f"{what} returned {value:.6g}; expected {expected:.6g}, the L2 norm of "
-            f"`{first_w}.grad` after one backward of the mean cross-entropy loss.")
+            f"`{first_w}.grad` after one backward of the mean cross-entropy loss.", "wrong_value")
 
 
 @register("ex1_grad_norm", "first_layer_grad_norm(model, images, labels) -> float")
@@ -264,6 +327,6 @@ def check_grad_norm(obj: object) -> str:
     for seed, (make, stale) in enumerate(cases):
         problem = _one_case(obj, make, seed, stale)
         if problem:
-            fail(problem)
+            fail(problem[0], mistake=f"ex1_grad_norm.{problem[1]}")
     return ("✓ first_layer_grad_norm equals a reference computation on 4 model/data pairs "
             "(first conv found by type, stale gradients ignored).")

@@ -13,6 +13,7 @@ import functools
 
 import torch
 
+from . import _nets as nets
 from . import _reference as ref
 from . import _tensors
 from ._behaviour import (
@@ -26,9 +27,9 @@ from ._behaviour import (
     mistake_id,
     probe,
 )
-from ._calls import expect_class, fail, n
+from ._calls import expect_class, fail, n, shape_str
 from ._cheating import reject_reference
-from ._mistakes import SE_MISTAKES
+from ._mistakes import NET_MISTAKES, SE_MISTAKES
 from ._registry import grading, register
 from ._structure import build, run_classifier
 from ._weights import Slot, count_params, units_of
@@ -57,16 +58,26 @@ def _slots(se_layer: int | None) -> tuple[Slot, ...]:
 
 
 def _variant(key: str, se_at: str | None, mistake: str = "", why: str = "",
-             se: dict | None = None) -> Variant:
+             se: dict | None = None, output: str | None = None) -> Variant:
     layer = int(se_at[0]) if se_at else None
     forward = functools.partial(ref.cifar10net, se_at=se_at, se=se)
+    if output is not None:
+        act = torch.softmax if output == "softmax_output" else None
+        forward = functools.partial(_with_output, forward, act)
     return Variant(key, _slots(layer), forward, mistake, why)
+
+
+def _with_output(forward, act, params, x, training):  # noqa: ANN001
+    out = forward(params, x, training)
+    return torch.relu(out) if act is None else torch.softmax(out, 1, None)
+
+
+PLACES = {"after_relu": "2.relu", "after_pool": "2.pool", "after_bn": "2.bn"}
 
 
 def variants(units: list) -> tuple[list[Variant], list[Variant]]:
     """(accepted placements, known mistakes)."""
-    accepted = [_variant("after_relu", "2.relu"), _variant("after_pool", "2.pool"),
-                _variant("after_bn", "2.bn")]
+    accepted = [_variant(key, tag) for key, tag in PLACES.items()]
     where = ("Exercise 3 puts it on the second conv layer's output (64 channels), after its "
              "BatchNorm (before or after the ReLU and the pooling).")
     mistakes = [_variant("before_bn", "2.conv", "the SE block sits between the second conv and "
@@ -82,9 +93,15 @@ def variants(units: list) -> tuple[list[Variant], list[Variant]]:
     mistakes.append(_variant(
         "no_se", None, "your SE block is never applied in forward" if se_shaped else
         "there is no SE block (no 64 → 4 → 64 excitation layers)", where))
+    # The SE block's own mistakes (the se_block catalogue), at every accepted placement.
     for key, mistake, why, switches in SE_MISTAKES:
-        mistakes.append(_variant(f"se_{key}", "2.relu", f"your SE block is wrong: {mistake}", why,
-                                 switches))
+        for tag in PLACES.values():
+            mistakes.append(_variant(f"se_{key}", tag, f"your SE block is wrong: {mistake}", why,
+                                     switches))
+    for key in ("softmax_output", "relu_on_logits"):
+        text, why = NET_MISTAKES[key]
+        for tag in PLACES.values():
+            mistakes.append(_variant(key, tag, text, why, output=key))
     return accepted, mistakes
 
 
@@ -99,13 +116,16 @@ def _expected_params(units: list) -> int:
     return total
 
 
-def _hidden_num_classes(obj: object) -> None:
-    """Grading only: CIFAR10NetSE(num_classes=7) gives 7 logits, like CIFAR10Net(num_classes=7)."""
-    model = build(obj, "CIFAR10NetSE", num_classes=7,
+def _num_classes(obj: object, classes: int, batch: int) -> None:
+    """CIFAR10NetSE(num_classes=k) gives k logits, like CIFAR10Net(num_classes=k)."""
+    model = build(obj, "CIFAR10NetSE", num_classes=classes,
                   hint="Expected: CIFAR10NetSE(num_classes=10), like CIFAR10Net.").eval()
-    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
-    run_classifier(model, x, 7, "CIFAR10NetSE(num_classes=7)(x) in eval mode with x of shape "
-                   "(2, 3, 32, 32)", "CIFAR10NetSE")
+    x = torch.randn(batch, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    ctor = f"CIFAR10NetSE(num_classes={classes})"
+    out = run_classifier(model, x, None, f"{ctor}(x) in eval mode with x of shape "
+                         f"{shape_str(tuple(x.shape))}", "CIFAR10NetSE")
+    nets.check_logits(out, Subject(model, x, f"{ctor}(x)"), "CIFAR10NetSE", "ex3_se_net",
+                      classes)
 
 
 @register("ex3_se_net", "CIFAR10NetSE()")
@@ -113,10 +133,10 @@ def check_se_net(obj: object) -> str:
     expect_class(obj, "CIFAR10NetSE", SIGNATURE)
     reject_reference(obj, "CIFAR10NetSE")
     model = build(obj, "CIFAR10NetSE", hint=f"Expected: {SIGNATURE}.")
-    reject_reference(model, "CIFAR10NetSE")
+    reject_reference(model, "CIFAR10NetSE (its SE block)")
     x = torch.randn((4, 3, 32, 32), generator=_tensors.generator(0))
     subject = Subject(model, x, "CIFAR10NetSE()(x)")
-    probe(subject, (4, 10), cheat_name="CIFAR10NetSE",
+    probe(subject, (4, 10), cheat_name="CIFAR10NetSE (its SE block)",
           shape_hint=lambda got, want: "One logit per class for each image.")
     accepted, mistakes = variants(units_of(model))
     diffs: dict[str, float] = {}
@@ -136,15 +156,17 @@ def check_se_net(obj: object) -> str:
                           or diffs)
         fail(failure_message(subject, verdict, "CIFAR10Net with SE on its second conv layer",
                              reference, expected,
-                             f"Expected: {SIGNATURE}; everything else exactly as CIFAR10Net."),
+                             f"Expected: {SIGNATURE}; everything else exactly as CIFAR10Net.",
+                             weights="the same random weights"),
              mistake=mistake_id("ex3_se_net", verdict))
     if found.unused:
         layers = ", ".join(f"`{u.name}` {u.layer_str()}" for u in found.unused)
         fail(f"CIFAR10NetSE behaves like CIFAR10Net + SE, but has layers its forward never uses: "
              f"{layers}. Expected {n(expected)} parameters like {reference}; yours has "
              f"{n(count_params(model))}.")
-    if grading():
-        _hidden_num_classes(obj)
+    _num_classes(obj, 5, 2)
+    if grading():  # another number of classes and batch size
+        _num_classes(obj, 7, 3)
     place = {"after_relu": "after BN + ReLU", "after_pool": "after pooling",
              "after_bn": "after BN, before ReLU"}[found.variant.key]
     notes = bias_notes(found.notes, "torchvision's SqueezeExcitation")
