@@ -155,11 +155,16 @@ def test_rerun_is_idempotent_and_regrades_only_changes(course, graded):
     assert _scores(course)["empty"] == FULL
 
 
-def test_manual_grades_survive_and_count(course, graded):
+def test_manual_grades_survive_a_regrade_and_count(course, graded):
     with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
         grade = gb.find_grade("why", "mini", "mini", "correct")
         grade.manual_score = 1
         gb.db.commit()
+    report = grade_class(course, workers=1, students=["correct"], force=True, cell_timeout=15,
+                         log=lambda line: None)
+    assert [r.student for r in report.graded] == ["correct"]
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
+        assert gb.find_grade("why", "mini", "mini", "correct").manual_score == 1
         assert gb.find_submission("mini", "correct").score == BLOCK_POINTS + COUNT_POINTS + 1
 
 
