@@ -37,8 +37,10 @@ EXPECTED = {
     "carol_empty": dict.fromkeys(FULL, 0),
     # Answers 1, 3, 5, ... filled in: BasicBlock, PlainCNN, first_layer_grad_norm, SmallResNet.
     "bob_partial": {**FULL, "ex1_cifar_resnet_test": 0, "ex2_count_parameters_test": 0},
-    # The buggy block also makes SmallResNet (built from it) wrong; the check says so.
-    "m1_relu_before_add": {**FULL, "basic_block_test": 0, "ex2_small_resnet_test": 0},
+    # The buggy block also makes CifarResNet and SmallResNet (built from it) wrong; the checks
+    # say so.
+    "m1_relu_before_add": {**FULL, "basic_block_test": 0, "ex1_cifar_resnet_test": 0,
+                           "ex2_small_resnet_test": 0},
 }
 WRITTEN = {"q1_degradation": 2, "q2_gradient_paths": 2, "q3_family_table": 2,
            "ex1_explanation": 3, "ex2_parameters_question": 1}
