@@ -30,12 +30,9 @@ CASES += [("se_block", f"test_checks_se_block.BUGGY[{k!r}][0]", v[0]) for k, v i
 CASES += [("se_block", f"test_checks_se_block.CORRECT[{i}]", c) for i, c in enumerate(se.CORRECT)]
 CASES += [("basic_block", "test_checks_basic_block.NoBatchNorm", bb.NoBatchNorm)]
 # The exercise corpus: every correct style and every named mistake of lessons 03-05.
-# (Not plot_percent_and_figure_legend: the oracle's figure data carry each axes' legend but not
-# a figure-level fig.legend(), so the judge finds no legend where the notebook does.)
 CASES += [(item, f"checks_corpus.CORRECT[{item!r}][{i}]", obj)
           for item, answers in checks_corpus.CORRECT.items() for i, obj in enumerate(answers)
-          if obj is not checks_corpus.SOLUTIONS.get(item)
-          and obj is not checks_corpus.plot_percent_and_figure_legend]
+          if obj is not checks_corpus.SOLUTIONS.get(item)]
 CASES += [(item, f"checks_corpus.WRONG[{item!r}][{name!r}][0]", case[0])
           for item, cases in checks_corpus.WRONG.items() for name, case in cases.items()]
 

@@ -12,22 +12,16 @@ function) by behaviour against a trusted reference:
   "not implemented yet" message; an unknown ``name`` raises ``ValueError`` listing the valid
   names, an unknown option raises ``TypeError``.
 
-Names (``available_checks()`` lists them with the API each expects). Lessons 03–05:
-``basic_block``
-(``BasicBlock(in_channels, out_channels, stride=1)``; option ``configs``), ``se_block``
-(``SEBlock(channels, reduction=16)``; option ``configs``), ``ex1_plain_cnn``
-(``PlainCNN(depth=6)``), ``ex1_cifar_resnet`` (``CifarResNet(num_blocks=6)``),
-``ex1_grad_norm`` (``first_layer_grad_norm(model, images, labels) -> float``),
-``ex2_small_resnet`` (``SmallResNet(in_channels=1, num_classes=10)``),
-``ex2_count_parameters`` (``count_parameters(model) -> int``), ``ex3_se_net``
-(``CIFAR10NetSE()``), ``ex4_efficiency_table`` (``efficiency_table(names, input_size=224)``;
-option ``rows``: the table already computed in the notebook), ``ex4_best``
-(``best_accuracy_per_parameter(rows) -> str``), ``ex5_lenet_style`` / ``ex5_vgg_style`` /
-``ex5_resnet_style`` (``LeNetStyle()``, ``VGGStyle()``, ``ResNetStyle()``) and ``ex5_plot``
-(``plot_learning_curves(histories) -> Figure``). Practice items: ``practice_conv2d_im2col``,
-``practice_conv_cost`` (01), ``practice_vgg_num_params``, ``practice_vgg_conv_macs`` (02),
-``practice_interpolate_pos_embedding``, ``practice_attention_distance`` (06),
-``box_cxcywh_to_xyxy``, ``box_xyxy_to_cxcywh``, ``param_groups`` (07).
+Names, by lesson (``available_checks()`` gives the API each one expects, e.g.
+``"ex1_plain_cnn": "PlainCNN(depth=6, num_classes=10)"``): 01 ``practice_conv2d_im2col``,
+``practice_conv_cost``; 02 ``practice_vgg_num_params``, ``practice_vgg_conv_macs``; 03
+``basic_block`` (option ``configs``), ``ex1_plain_cnn``, ``ex1_cifar_resnet``,
+``ex1_grad_norm``, ``ex2_small_resnet``, ``ex2_count_parameters``; 04 ``se_block`` (option
+``configs``), ``ex3_se_net``, ``ex5_lenet_style``, ``ex5_vgg_style``, ``ex5_resnet_style``,
+``ex5_plot``; 05 ``ex4_efficiency_table`` (option ``rows``: the table the notebook already
+computed), ``ex4_best``; 06 ``practice_interpolate_pos_embedding``,
+``practice_attention_distance``; 07 ``box_cxcywh_to_xyxy``, ``box_xyxy_to_cxcywh``,
+``param_groups``. ``summary()`` lists a lesson's graded items with their verdicts.
 
 Why a conv bias right before BatchNorm is only a note: in train mode BatchNorm subtracts the
 per-channel batch mean, which removes a per-channel constant exactly (the bias's gradient is

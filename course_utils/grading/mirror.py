@@ -113,6 +113,8 @@ def _figure(data: dict) -> Any:
             ax.legend(spec["legend"])
     if data["suptitle"]:
         fig.suptitle(data["suptitle"])
+    for labels in data.get("legends", []):  # fig.legend(...): a legend for the whole figure
+        fig.legend(labels)
     return fig
 
 

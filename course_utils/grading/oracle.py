@@ -92,7 +92,8 @@ def _figure(fig: Any) -> dict:
                        "label": str(line.get_label())} for line in ax.get_lines()],
         })
     return {KIND: "figure", "suptitle": fig._suptitle.get_text() if fig._suptitle else "",
-            "axes": axes}
+            "axes": axes,
+            "legends": [[t.get_text() for t in legend.get_texts()] for legend in fig.legends]}
 
 
 def to_data(value: Any, depth: int = 0) -> Any:
