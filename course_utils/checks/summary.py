@@ -31,12 +31,13 @@ the one notebook in the current folder.
 
 from __future__ import annotations
 
-import ast
 import inspect
 import json
 import os
 import re
 from pathlib import Path
+
+from ._cells import NotJudgeable, parse_checks
 
 COURSE_NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 NOT_IMPLEMENTED = re.compile(r"not implemented yet|raises NotImplementedError", re.I)
@@ -68,39 +69,11 @@ def _find_notebook(lesson: str | None, namespace: dict) -> Path:
 
 def _check_calls(source: str) -> list[tuple[str, str | None, dict[str, tuple]]] | None:
     """[(item, name checked, {option: ("literal", v) | ("global", name)})], or None when
-    the cell holds anything but check(...) lines."""
+    the cell holds anything but check(...) lines (the judge's own reading of the cell)."""
     try:
-        tree = ast.parse(source)
-    except SyntaxError:
+        return [(c.item, c.target, c.options) for c in parse_checks(source)]
+    except NotJudgeable:
         return None
-    calls = []
-    for stmt in tree.body:
-        call = stmt.value if isinstance(stmt, ast.Expr) else None
-        if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Name)
-                and call.func.id == "check" and len(call.args) == 2
-                and isinstance(call.args[0], ast.Constant)
-                and isinstance(call.args[0].value, str)):
-            return None
-        target = call.args[1]
-        name = target.id if isinstance(target, ast.Name) else None
-        options = {}
-        for kw in call.keywords:
-            value = kw.value
-            try:
-                options[kw.arg] = ("literal", ast.literal_eval(value))
-                continue
-            except ValueError:
-                pass
-            if isinstance(value, ast.Name):
-                options[kw.arg] = ("global", value.id)
-            elif (isinstance(value, ast.Call) and isinstance(value.func, ast.Attribute)
-                  and value.func.attr == "get" and value.args
-                  and isinstance(value.args[0], ast.Constant)):
-                options[kw.arg] = ("global", value.args[0].value)  # globals().get("x")
-            else:
-                return None
-        calls.append((call.args[0].value, name, options))
-    return calls or None
 
 
 def _headline(text: str) -> str:

@@ -24,7 +24,7 @@ import contextlib
 import io
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -32,6 +32,7 @@ from nbformat import NotebookNode
 
 from course_utils.checks import REGISTRY, judge
 from course_utils.checks._calls import Unanswered
+from course_utils.checks._cells import CheckCall, NotJudgeable, parse_checks  # noqa: F401
 from course_utils.checks._registry import GRADING
 
 from .mirror import factory, remote_error
@@ -44,66 +45,6 @@ FORBIDDEN_SOURCE = re.compile(
     r"torchvision\s*\.\s*models\s*\.\s*resnet|models\s*\.\s*resnet\s*\.\s*BasicBlock|"
     r"from\s+torchvision\.models\.resnet\s+import|torchvision\s*\.\s*ops\s*\.\s*misc|"
     r"SqueezeExcitation")
-
-
-@dataclass
-class CheckCall:
-    item: str
-    target: str | None               # the global handed in (None: the literal None)
-    options: dict[str, tuple] = field(default_factory=dict)  # name -> ("literal", v) | ("global", n)
-
-
-class NotJudgeable(ValueError):
-    """A graded test cell that holds something other than check(...) lines."""
-
-
-def _option(node: ast.expr) -> tuple:
-    try:
-        return ("literal", ast.literal_eval(node))
-    except ValueError:
-        pass
-    if isinstance(node, ast.Name):
-        return ("global", node.id)
-    # globals().get("name") reads a global that may not exist
-    if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-            and node.func.attr == "get" and isinstance(node.func.value, ast.Call)
-            and isinstance(node.func.value.func, ast.Name)
-            and node.func.value.func.id == "globals" and len(node.args) == 1
-            and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)):
-        return ("global", node.args[0].value)
-    raise NotJudgeable(f"option value {ast.unparse(node)!r} is neither a literal nor a name")
-
-
-def parse_checks(source: str) -> list[CheckCall]:
-    """The check(...) calls of a graded test cell; NotJudgeable if it holds anything else."""
-    try:
-        tree = ast.parse(source)
-    except SyntaxError as exc:
-        raise NotJudgeable(f"the cell is not valid Python ({exc.msg})") from None
-    calls = []
-    for stmt in tree.body:
-        call = stmt.value if isinstance(stmt, ast.Expr) else None
-        if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Name)
-                and call.func.id == "check" and len(call.args) == 2
-                and isinstance(call.args[0], ast.Constant)
-                and isinstance(call.args[0].value, str)):
-            raise NotJudgeable(f"line {stmt.lineno} is not a check(\"item\", Name) call")
-        target = call.args[1]
-        if isinstance(target, ast.Constant) and target.value is None:
-            name = None
-        elif isinstance(target, ast.Name):
-            name = target.id
-        else:
-            raise NotJudgeable(f"line {stmt.lineno}: the checked object must be a name")
-        options = {}
-        for kw in call.keywords:
-            if kw.arg is None:
-                raise NotJudgeable(f"line {stmt.lineno}: **options are not supported")
-            options[kw.arg] = _option(kw.value)
-        calls.append(CheckCall(call.args[0].value, name, options))
-    if not calls:
-        raise NotJudgeable("the cell holds no check(...) call")
-    return calls
 
 
 def is_judged_cell(cell: NotebookNode) -> bool:

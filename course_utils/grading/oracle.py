@@ -32,6 +32,7 @@ from torch.nn.modules.module import (
 )
 
 from course_utils.checks._calls import describe, exception_str, student_frame, where_str
+from course_utils.checks._cheating import _members, _mro_names
 
 KIND = "__course_kind__"  # tags the dicts that stand for something other than plain data
 _objects: dict[int, Any] = {}
@@ -66,18 +67,10 @@ def _safe_str(exc: BaseException) -> str:
 
 def _class_facts(klass: type) -> dict:
     """Names along the MRO and where the class's own methods come from (for the judge's
-    "is it torchvision's class in disguise?" rule)."""
-    members = []
-    for base in klass.__mro__:
-        if (base.__module__ or "").startswith("torch"):
-            continue
-        for attr, value in vars(base).items():
-            code = getattr(getattr(value, "__func__", value), "__code__", None)
-            if code is not None:
-                members.append((attr, code.co_filename, code.co_qualname))
+    "is it torchvision's class in disguise?" rule, which reads the same facts locally)."""
     return {"name": klass.__name__, "qualname": klass.__qualname__,
-            "module": klass.__module__ or "", "members": members,
-            "mro": [(b.__module__ or "", b.__qualname__) for b in klass.__mro__]}
+            "module": klass.__module__ or "", "members": _members(klass),
+            "mro": _mro_names(klass)}
 
 
 def _figure(fig: Any) -> dict:
