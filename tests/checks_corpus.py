@@ -1203,7 +1203,7 @@ WRONG = {
         "softmax_output": (se_net(softmax=True), "softmax_output", ["instead of logits"]),
         "num_classes": (se_net(ten_classes=True), "num_classes_ignored",
                         ["CIFAR10NetSE(num_classes=5)", "`num_classes` is ignored"]),
-        "torchvision_se": (SENetTorchvision, None, ["torchvision"]),
+        "torchvision_se": (SENetTorchvision, "torchvision_reference", ["torchvision"]),
     },
     "ex5_lenet_style": {
         "softmax": (lenet_with(softmax=True), "softmax_output", ["instead of logits"]),

@@ -49,8 +49,11 @@ def grading():
         GRADING.reset(token)
 
 
+GENERIC_IDS = {"torchvision_reference", "course_helper"}  # the same refusal for every item
+
+
 def expected_id(item, key):
-    return key if key is None or "." in key else f"{item}.{key}"
+    return key if key is None or "." in key or key in GENERIC_IDS else f"{item}.{key}"
 
 
 def fails(name, obj, *phrases):

@@ -86,15 +86,18 @@ def reject_reference(obj: Any, what: str) -> None:
     base = _forbidden_base(klass)
     if base is not None:
         relation = "is" if base == _mro_names(klass)[0] else "subclasses"
-        fail(f"Your {what} {relation} {base[0]}.{base[1]}.{_why(what)}")
+        fail(f"Your {what} {relation} {base[0]}.{base[1]}.{_why(what)}",
+             mistake="torchvision_reference")
     for attr, filename, qualname in _members(klass):
         if _forbidden_code(filename, qualname):
-            fail(f"Your {what}'s `{attr}` is torchvision's {qualname}.{_why(what)}")
+            fail(f"Your {what}'s `{attr}` is torchvision's {qualname}.{_why(what)}",
+                 mistake="torchvision_reference")
     if isinstance(obj, nn.Module):
         for name, sub in obj.named_modules():
             base = _forbidden_base(type(sub))
             if sub is not obj and base is not None:
-                fail(f"Your {what} contains torchvision's {base[1]} (`{name}`)." + _why(what))
+                fail(f"Your {what} contains torchvision's {base[1]} (`{name}`)." + _why(what),
+                     mistake="torchvision_reference")
 
 
 def _restore_profiler(previous: Any) -> None:
@@ -121,7 +124,8 @@ def reject_course_helper(func: Any, what: str, module: str) -> None:
     if (getattr(func, "__module__", "") == f"course_utils.{module}"
             or defined_in == course_helper(module)):
         fail(f"Your {what} is course_utils.{module}.{getattr(func, '__name__', what)}, the "
-             f"course's own helper: the exercise asks you to write {what} yourself.")
+             f"course's own helper: the exercise asks you to write {what} yourself.",
+             mistake="course_helper")
 
 
 class Watch:
@@ -172,5 +176,6 @@ class Watch:
         if self.forbidden:
             if self.forbidden[0].startswith("course_utils."):
                 fail(f"Your {what} calls {self.forbidden[0]}, the course's own helper: the "
-                     f"exercise asks you to write {what} yourself.")
-            fail(f"Your {what}'s forward pass runs {self.forbidden[0]}." + _why(what))
+                     f"exercise asks you to write {what} yourself.", mistake="course_helper")
+            fail(f"Your {what}'s forward pass runs {self.forbidden[0]}." + _why(what),
+                 mistake="torchvision_reference")
