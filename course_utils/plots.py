@@ -7,6 +7,7 @@ import math
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from matplotlib.ticker import MaxNLocator
 
 
 def _as_runs(histories) -> list:
@@ -36,6 +37,7 @@ def plot_learning_curves(histories, title: str | None = None):
     ax_loss.set(title="Training loss", xlabel="epoch", ylabel="cross-entropy")
     ax_acc.set(title="Test accuracy", xlabel="epoch", ylabel="accuracy (%)")
     for ax in (ax_loss, ax_acc):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # whole epochs, never 1.25, 1.5, ...
         ax.grid(alpha=0.3)
         ax.legend()
     if title:

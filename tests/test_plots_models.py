@@ -37,6 +37,15 @@ def test_learning_curves_one_line_per_run():
         plot_learning_curves([])
 
 
+@pytest.mark.parametrize("epochs", [2, 3, 5, 12])
+def test_learning_curves_tick_whole_epochs_only(epochs):
+    fig = plot_learning_curves(_history("a", [2.0 - 0.1 * i for i in range(epochs)], [0.1] * epochs))
+    fig.canvas.draw()
+    for ax in fig.axes:
+        ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+        assert ticks and all(float(t).is_integer() for t in ticks), ticks
+
+
 def test_image_grids():
     fig = show_images(torch.rand(5, 3, 8, 8), labels=[0, 1, 2, 3, 4], class_names=list("abcde"),
                       ncols=3)
