@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
@@ -68,21 +69,17 @@ def generate_student_copy(lesson: str, workdir: Path) -> Path:
 
 
 def execute(path: Path, workdir: Path, mode: str = "grade", allow_errors: bool = False,
-            timeout: int = 180):
-    """Execute a copy of the notebook in `workdir` with COURSE_MODE=`mode`; return it."""
+            timeout: int = 180, env: dict[str, str] | None = None):
+    """Execute a copy of the notebook in `workdir` with COURSE_MODE=`mode`; return it.
+
+    The kernel gets `env` (default: this process's environment) with COURSE_MODE set, so a
+    caller controls exactly what the notebook sees without touching os.environ.
+    """
     nb = nbformat.read(path, as_version=4)
-    old = os.environ.get("COURSE_MODE")
-    os.environ["COURSE_MODE"] = mode
-    try:
-        client = NotebookClient(nb, timeout=timeout, kernel_name=KERNEL,
-                                allow_errors=allow_errors,
-                                resources={"metadata": {"path": str(workdir)}})
-        client.execute()
-    finally:
-        if old is None:
-            os.environ.pop("COURSE_MODE", None)
-        else:
-            os.environ["COURSE_MODE"] = old
+    kernel_env = dict(os.environ if env is None else env, COURSE_MODE=mode)
+    client = NotebookClient(nb, timeout=timeout, kernel_name=KERNEL, allow_errors=allow_errors,
+                            resources={"metadata": {"path": str(workdir)}})
+    client.execute(env=kernel_env)
     return nb
 
 
@@ -93,6 +90,47 @@ def cell_error(cell) -> dict | None:
     return None
 
 
-__all__ = ["CellExecutionError", "LESSONS", "ROOT", "cell_error", "execute", "existing_lessons",
-           "generate_student_copy", "is_autograded_test", "nbgrader_meta", "run_nbgrader",
-           "solution_path", "student_path"]
+
+def output_text(cell) -> str:
+    """What a code cell showed as text: its streams, text/plain and text/markdown outputs."""
+    parts = []
+    for out in cell.get("outputs", []):
+        if out.get("output_type") == "stream":
+            parts.append(out["text"])
+        elif "data" in out:
+            parts.append(out["data"].get("text/markdown", "") + out["data"].get("text/plain", ""))
+    return "".join(parts)
+
+
+@dataclass(frozen=True)
+class ExecutedNotebook:
+    """One lesson notebook after a run: the executed cells, where it ran, how long it took.
+
+    Cells ran with allow_errors=True, so a failing cell is in `errors()` rather than an
+    exception: tests assert on it and say which cell failed.
+    """
+
+    lesson: str
+    mode: str
+    copy: str  # "solution" or "student"
+    nb: nbformat.NotebookNode
+    workdir: Path  # the notebook's working directory (files it wrote are here)
+    seconds: float
+
+    def errors(self) -> list[tuple[int, str, str]]:
+        """(cell index, exception name, message) of every cell that raised."""
+        return [(i, err["ename"], err["evalue"]) for i, cell in enumerate(self.nb.cells)
+                if (err := cell_error(cell)) is not None]
+
+    def text(self) -> str:
+        """Everything the code cells showed as text, in order (see output_text)."""
+        return "".join(output_text(c) for c in self.nb.cells if c.cell_type == "code")
+
+    def cells_with(self, snippet: str) -> list:
+        """Code cells whose source contains `snippet` (with their outputs)."""
+        return [c for c in self.nb.cells if c.cell_type == "code" and snippet in c.source]
+
+
+__all__ = ["CellExecutionError", "LESSONS", "ROOT", "ExecutedNotebook", "cell_error", "execute",
+           "existing_lessons", "generate_student_copy", "is_autograded_test", "nbgrader_meta",
+           "output_text", "run_nbgrader", "solution_path", "student_path"]

@@ -14,7 +14,6 @@ import contextlib
 import io
 import math
 import sys
-from pathlib import Path
 
 import nbformat
 import practice_corpus as ok
@@ -39,8 +38,6 @@ from course_utils.checks import (
 from course_utils.checks._registry import GRADING
 from course_utils.grading.judge import parse_checks
 from course_utils.profile import count_parameters, profile_model
-
-TESTS = Path(__file__).resolve().parent
 
 
 @contextlib.contextmanager
@@ -582,20 +579,10 @@ def no_zero_grad(model, images, labels):
 
 
 @pytest.fixture(scope="module")
-def kernel():
-    from jupyter_client.manager import KernelManager
-
-    km = KernelManager(kernel_name="python3")
-    km.start_kernel()
-    kc = km.client()
-    kc.start_channels()
-    kc.wait_for_ready(timeout=120)
-    reply = kc.execute_interactive(f"import sys; sys.path.insert(0, {str(TESTS)!r})\n"
-                                   "import practice_corpus, test_checks_practice", timeout=120)
-    assert reply["content"]["status"] == "ok"
-    yield kc
-    kc.stop_channels()
-    km.shutdown_kernel(now=True)
+def practice_kernel(kernel):
+    """conftest's kernel (started in tests/) with this module's wrong answers importable."""
+    kernel.run("import practice_corpus, test_checks_practice")
+    return kernel.client
 
 
 def _judged(kc, item, expression, source):
@@ -616,11 +603,12 @@ CASES += [(item, f"test_checks_practice.{name}", getattr(sys.modules[__name__], 
 
 
 @pytest.mark.parametrize("item,expression,obj", CASES, ids=[c[1] for c in CASES])
-def test_judge_in_a_kernel_equals_the_check_when_grading(kernel, item, expression, obj):
+def test_judge_in_a_kernel_equals_the_check_when_grading(practice_kernel, item, expression,
+                                                       obj):
     import inspect
 
     # the judge reads the student's code from the cell that defines SUBJECT
     source = "SUBJECT = ...\n" + inspect.getsource(obj)
     with grading():
         local = judge(item, obj)
-    assert _judged(kernel, item, expression, source) == local
+    assert _judged(practice_kernel, item, expression, source) == local

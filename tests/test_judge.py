@@ -1,6 +1,6 @@
 """The judge's own rules: which test cells it runs, what it refuses to trust, how it gives up.
 
-A real IPython kernel plays the student's kernel; nothing here goes through nbgrader (the
+A real IPython kernel (conftest's `kernel`) plays the student's kernel; nothing here goes through nbgrader (the
 grading tests do that end to end).
 """
 
@@ -13,7 +13,6 @@ import time
 import nbformat
 import pytest
 import torch
-from jupyter_client.manager import KernelManager
 
 from course_utils.checks._calls import Unanswered
 from course_utils.grading.judge import (
@@ -58,18 +57,6 @@ def test_static_scan_finds_torchvision_in_the_defining_cell_only_for_its_items()
     assert static_scan("ex1_plain_cnn", source, "PlainCNN") is None
     commented = "# unlike torchvision.models.resnet, this block is my own\nclass BasicBlock: ..."
     assert static_scan("basic_block", commented, "BasicBlock") is None
-
-
-@pytest.fixture(scope="module")
-def kernel():
-    km = KernelManager(kernel_name="python3")
-    km.start_kernel()
-    kc = km.client()
-    kc.start_channels()
-    kc.wait_for_ready(timeout=120)
-    yield km, kc
-    kc.stop_channels()
-    km.shutdown_kernel(now=True)
 
 
 def _run(kc, code: str) -> None:

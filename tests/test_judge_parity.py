@@ -7,20 +7,14 @@ notebook's ``check`` on the object itself: same pass/fail, same words.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import checks_corpus
 import nbformat
 import pytest
 import test_checks_basic_block as bb
 import test_checks_se_block as se
-from jupyter_client.manager import KernelManager
 
 from course_utils.checks import judge
 from course_utils.grading.judge import KernelChannel, judge_cell
-
-TESTS = Path(__file__).resolve().parent
 
 CASES = [(item, f"checks_corpus.SOLUTIONS[{item!r}]", obj)
          for item, obj in checks_corpus.SOLUTIONS.items()]
@@ -38,19 +32,10 @@ CASES += [(item, f"checks_corpus.WRONG[{item!r}][{name!r}][0]", case[0])
 
 
 @pytest.fixture(scope="module")
-def kernel():
-    km = KernelManager(kernel_name="python3")
-    km.start_kernel()
-    kc = km.client()
-    kc.start_channels()
-    kc.wait_for_ready(timeout=120)
-    reply = kc.execute_interactive(
-        f"import sys; sys.path.insert(0, {str(TESTS)!r})\n"
-        "import checks_corpus, test_checks_basic_block, test_checks_se_block", timeout=120)
-    assert reply["content"]["status"] == "ok"
-    yield kc
-    kc.stop_channels()
-    km.shutdown_kernel(now=True)
+def corpus_kernel(kernel):
+    """conftest's kernel (started in tests/) with the corpora imported by name."""
+    kernel.run("import checks_corpus, test_checks_basic_block, test_checks_se_block")
+    return kernel.client
 
 
 def _remote(kc, item: str, expression: str) -> tuple[bool, str]:
@@ -63,9 +48,5 @@ def _remote(kc, item: str, expression: str) -> tuple[bool, str]:
 
 
 @pytest.mark.parametrize("item,expression,obj", CASES, ids=[c[1] for c in CASES])
-def test_judge_equals_notebook_check(kernel, item, expression, obj):
-    assert _remote(kernel, item, expression) == judge(item, obj)
-
-
-def test_sys_path_untouched():
-    assert str(TESTS) in sys.path  # the corpora import from tests/ (conftest rootdir)
+def test_judge_equals_notebook_check(corpus_kernel, item, expression, obj):
+    assert _remote(corpus_kernel, item, expression) == judge(item, obj)
