@@ -5,21 +5,21 @@ those, the course keeps a small file `results/<lesson>.json` in the repository a
 draws it next to the learning curves of the student's own QUICK run, so the comparison the prose
 makes is visible even when the student's run is too short to show it.
 
-The file says where its numbers come from:
+The file maps experiment names (e.g. "ex5_evolution") to entries; each entry says where its
+numbers come from:
 
 * ``"source": "published"`` — numbers copied from a paper (``citation`` says which table), kept
   until a FULL run of the course on a GPU replaces them;
-* ``"source": "course run"`` — written by `save()` at the end of a FULL run, with the run's
-  ``settings`` and ``hardware``.
+* ``"source": "course run"`` — written by `record_full_run()` (through `save()`) at the end of
+  a FULL run on real data, with the run's ``settings`` and ``hardware``.
 
 A run is a dict with a final ``test_acc`` (fraction, 0–1) and, when known, per-epoch lists
 ``train_loss`` and ``test_acc_curve``. Typical use in a notebook::
 
-    reference = reference_results.load("04_resnet_variants")
+    reference = reference_results.load("04_resnet_variants", "ex5_evolution")
     fig = reference_results.plot_beside(histories, reference)
-    if session.mode is Mode.FULL:
-        reference_results.save("04_resnet_variants", {n: run_record(h) for n, h in histories.items()},
-                                settings={...})
+    reference_results.record_full_run("04_resnet_variants", "ex5_evolution", histories,
+                                      {"epochs": 25}, train_set)
 """
 
 from __future__ import annotations
@@ -34,7 +34,10 @@ import matplotlib.pyplot as plt
 import torch
 from matplotlib.ticker import MaxNLocator
 
-__all__ = ["RESULTS_DIR", "describe", "hardware", "load", "plot_beside", "run_record", "save"]
+from .mode import Mode, get_mode
+
+__all__ = ["RESULTS_DIR", "describe", "experiments", "hardware", "load", "plot_beside", "record_full_run",
+           "run_record", "save"]
 
 RESULTS_DIR = Path(__file__).resolve().parent.parent / "results"
 SOURCES = ("published", "course run")
@@ -59,6 +62,7 @@ def _check_run(name: str, run) -> None:
 
 
 def _check(data, where: str) -> dict:
+    """One experiment's entry: source, citation or settings/hardware, runs."""
     if not isinstance(data, dict):
         raise ValueError(f"{where}: expected a JSON object")
     if data.get("source") not in SOURCES:
@@ -75,16 +79,33 @@ def _check(data, where: str) -> dict:
     return data
 
 
-def load(lesson: str, root: str | os.PathLike | None = None) -> dict:
-    """The reference results of `lesson` (results/<lesson>.json), checked for the fields above."""
-    path = _path(lesson, root)
-    if not path.is_file():
-        raise FileNotFoundError(f"no reference results for {lesson}: {path} does not exist")
+def _read(path: Path) -> dict:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as err:
         raise ValueError(f"{path} is not valid JSON ({err.msg}, line {err.lineno})") from None
-    return _check(data, str(path))
+    if not isinstance(data, dict) or not isinstance(data.get("experiments"), dict):
+        raise ValueError(f"{path}: expected an object with 'experiments' mapping names to results")
+    return data
+
+
+def experiments(lesson: str, root: str | os.PathLike | None = None) -> list[str]:
+    """The experiment names that results/<lesson>.json holds."""
+    path = _path(lesson, root)
+    if not path.is_file():
+        raise FileNotFoundError(f"no reference results for {lesson}: {path} does not exist")
+    return list(_read(path)["experiments"])
+
+
+def load(lesson: str, experiment: str, root: str | os.PathLike | None = None) -> dict:
+    """One experiment's reference results from results/<lesson>.json, checked for the fields above."""
+    path = _path(lesson, root)
+    if not path.is_file():
+        raise FileNotFoundError(f"no reference results for {lesson}: {path} does not exist")
+    entries = _read(path)["experiments"]
+    if experiment not in entries:
+        raise KeyError(f"{path} has no experiment {experiment!r} (it has: {', '.join(entries) or 'none'})")
+    return _check(entries[experiment], f"{path} [{experiment}]")
 
 
 def run_record(history) -> dict:
@@ -103,18 +124,36 @@ def hardware() -> str:
     return f"{platform.processor() or platform.machine()} CPU, {os.cpu_count()} cores"
 
 
-def save(lesson: str, runs: dict, settings: dict, note: str = "",
+def save(lesson: str, experiment: str, runs: dict, settings: dict, note: str = "",
          root: str | os.PathLike | None = None) -> Path:
-    """Write a FULL run's results to results/<lesson>.json (replacing the published numbers)."""
-    data = {"lesson": lesson, "source": "course run", "note": note, "settings": settings,
+    """Write a FULL run's results as `experiment` of results/<lesson>.json (other experiments kept)."""
+    data = {"source": "course run", "note": note, "settings": settings,
             "hardware": hardware(),
             "software": f"torch {torch.__version__}",
             "created": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "runs": runs}
     path = _path(lesson, root)
-    _check(data, str(path))
+    _check(data, f"{path} [{experiment}]")
+    content = _read(path) if path.is_file() else {"lesson": lesson, "experiments": {}}
+    content["experiments"][experiment] = data
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    path.write_text(json.dumps(content, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return path
+
+
+def record_full_run(lesson: str, experiment: str, histories: dict, settings: dict, dataset,
+                    mode=None, root: str | os.PathLike | None = None) -> Path | None:
+    """In FULL mode on real data, save `histories` as the lesson's reference; else do nothing.
+
+    QUICK and GRADE runs are too short to be a reference, and a run on the offline stand-in data
+    (`dataset.source` starting with "shapes") would not be comparable with the published numbers.
+    """
+    source = getattr(dataset, "source", "")
+    if get_mode(mode) is not Mode.FULL or source.startswith("shapes"):
+        return None
+    runs = {name: run_record(history) for name, history in histories.items()}
+    path = save(lesson, experiment, runs, {**settings, "data": source}, root=root)
+    print(f"Saved this FULL run as the reference for {experiment} in {path}")
     return path
 
 

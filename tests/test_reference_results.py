@@ -23,57 +23,87 @@ def test_every_committed_reference_file_loads_and_cites_or_records_its_source():
     files = sorted(rr.RESULTS_DIR.glob("*.json"))
     assert files, f"no reference files in {rr.RESULTS_DIR}"
     for path in files:
-        data = rr.load(path.stem)
-        assert data["lesson"] == path.stem
-        assert rr.describe(data)  # a published file names its paper, a run its hardware
+        assert json.loads(path.read_text())["lesson"] == path.stem
+        for experiment in rr.experiments(path.stem):
+            assert rr.describe(rr.load(path.stem, experiment))  # a paper, or the run's hardware
 
 
 def test_published_resnet_table_is_the_papers():
-    runs = rr.load("04_resnet_variants")["runs"]
+    runs = rr.load("04_resnet_variants", "ex5_evolution")["runs"]
     errors = {name.split()[0]: round(100 * (1 - r["test_acc"]), 2) for name, r in runs.items()}
     assert errors == {"ResNet-20": 8.75, "ResNet-32": 7.51, "ResNet-56": 6.97, "ResNet-110": 6.43}
+    se = rr.load("04_resnet_variants", "ex3_se")["runs"]
+    assert {n: round(100 * (1 - r["test_acc"]), 2) for n, r in se.items()} == {
+        "ResNet-110": 6.37, "SE-ResNet-110": 5.21, "ResNet-164": 5.46, "SE-ResNet-164": 4.39}
 
 
 def test_save_then_load_round_trips_a_run_with_its_settings_and_hardware(tmp_path):
     history = _history("net", [0.2, 0.5, 0.7], [2.0, 1.4, 0.9])
-    path = rr.save("99_demo", {"net": rr.run_record(history)}, settings={"epochs": 3}, root=tmp_path)
-    data = rr.load("99_demo", root=tmp_path)
+    path = rr.save("99_demo", "first", {"net": rr.run_record(history)}, settings={"epochs": 3}, root=tmp_path)
+    rr.save("99_demo", "second", {"other": rr.run_record(history)}, settings={"epochs": 3}, root=tmp_path)
+    data = rr.load("99_demo", "first", root=tmp_path)
     assert path == tmp_path / "99_demo.json"
+    assert rr.experiments("99_demo", root=tmp_path) == ["first", "second"]  # saving one keeps the other
     assert data["source"] == "course run" and data["settings"] == {"epochs": 3}
     assert data["hardware"] and data["created"]
     assert data["runs"]["net"] == {"test_acc": 0.7, "train_loss": [2.0, 1.4, 0.9],
                                    "test_acc_curve": [0.2, 0.5, 0.7]}
 
 
+class _Data:
+    def __init__(self, source):
+        self.source = source
+
+
+def test_only_a_full_run_on_real_data_becomes_the_reference(tmp_path):
+    runs = {"net": _history("net", [0.5, 0.8], [1.0, 0.5])}
+    for mode, source in (("quick", "CIFAR-10"), ("grade", "CIFAR-10"), ("full", "shapes: 50,000 synthetic")):
+        assert rr.record_full_run("99_demo", "x", runs, {"epochs": 2}, _Data(source), mode=mode,
+                                  root=tmp_path) is None
+    assert not list(tmp_path.iterdir())
+    path = rr.record_full_run("99_demo", "x", runs, {"epochs": 2}, _Data("CIFAR-10 (torchvision)"),
+                              mode="full", root=tmp_path)
+    data = rr.load("99_demo", "x", root=tmp_path)
+    assert path.exists() and data["settings"] == {"epochs": 2, "data": "CIFAR-10 (torchvision)"}
+    assert data["runs"]["net"]["test_acc_curve"] == [0.5, 0.8]
+
+
+def _file(entry):
+    return json.dumps({"lesson": "bad", "experiments": {"e": entry}})
+
+
 @pytest.mark.parametrize("content, message", [
     ("{not json", "is not valid JSON"),
-    (json.dumps({"source": "blog", "runs": {"a": {"test_acc": 0.5}}}), "source must be one of"),
-    (json.dumps({"source": "published", "runs": {"a": {"test_acc": 0.5}}}), "need a citation"),
-    (json.dumps({"source": "course run", "citation": "x", "runs": {"a": {"test_acc": 0.5}}}),
+    (json.dumps({"source": "published", "runs": {}}), "'experiments' mapping"),
+    (_file({"source": "blog", "runs": {"a": {"test_acc": 0.5}}}), "source must be one of"),
+    (_file({"source": "published", "runs": {"a": {"test_acc": 0.5}}}), "need a citation"),
+    (_file({"source": "course run", "citation": "x", "runs": {"a": {"test_acc": 0.5}}}),
      "settings and hardware"),
-    (json.dumps({"source": "published", "citation": "x", "runs": {"a": {"test_acc": 93.0}}}),
+    (_file({"source": "published", "citation": "x", "runs": {"a": {"test_acc": 93.0}}}),
      "between 0 and 1"),
-    (json.dumps({"source": "published", "citation": "x", "runs": {}}), "'runs' must map"),
+    (_file({"source": "published", "citation": "x", "runs": {}}), "'runs' must map"),
 ])
 def test_bad_files_are_refused_with_one_line(tmp_path, content, message):
     (tmp_path / "bad.json").write_text(content)
     with pytest.raises(ValueError, match=message) as err:
-        rr.load("bad", root=tmp_path)
+        rr.load("bad", "e", root=tmp_path)
     assert "\n" not in str(err.value)
 
 
 def test_missing_file_and_bad_lesson_id():
     with pytest.raises(FileNotFoundError, match="no reference results for 00_nothing"):
-        rr.load("00_nothing")
+        rr.load("00_nothing", "x")
     with pytest.raises(ValueError, match="lesson id"):
-        rr.load("../etc/passwd")
+        rr.load("../etc/passwd", "x")
+    with pytest.raises(KeyError, match="no experiment 'ex9'.*ex3_se"):
+        rr.load("04_resnet_variants", "ex9")
     with pytest.raises(ValueError, match="at least one test accuracy"):
         rr.run_record(History(name="empty"))
 
 
 def test_plot_beside_draws_own_curves_and_the_reference():
     own = {"A": _history("A", [0.1, 0.3, 0.4, 0.6], [2.3, 2.0, 1.5, 1.2])}
-    fig = rr.plot_beside(own, rr.load("04_resnet_variants"))
+    fig = rr.plot_beside(own, rr.load("04_resnet_variants", "ex5_evolution"))
     ax_own, ax_ref = fig.axes
     assert [line.get_label() for line in ax_own.get_lines()] == ["A"]
     assert list(ax_own.get_lines()[0].get_ydata()) == pytest.approx([10, 30, 40, 60])
