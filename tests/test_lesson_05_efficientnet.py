@@ -2,7 +2,6 @@
 timings) hold assertions too — run them once in QUICK mode so they cannot rot unnoticed."""
 
 import pytest
-from notebook_tools import cell_error, execute, solution_path
 
 LESSON = "05_efficientnet"
 
@@ -19,22 +18,11 @@ VERIFIED = [
 ]
 
 
-def _text(cell) -> str:
-    parts = []
-    for out in cell.get("outputs", []):
-        if out.get("output_type") == "stream":
-            parts.append(out["text"])
-        elif "data" in out:
-            parts.append(out["data"].get("text/markdown", "") + out["data"].get("text/plain", ""))
-    return "".join(parts)
-
-
 @pytest.mark.slow
-def test_quick_mode_runs_every_cell_and_verifies_its_claims(tmp_path):
-    nb = execute(solution_path(LESSON), tmp_path, mode="quick", timeout=600)
-    errors = [(i, cell_error(c)["ename"]) for i, c in enumerate(nb.cells) if cell_error(c)]
-    assert not errors, errors
-    printed = "".join(_text(c) for c in nb.cells if c.cell_type == "code")
+def test_quick_mode_runs_every_cell_and_verifies_its_claims(executed_notebook):
+    run = executed_notebook(LESSON, "quick")
+    assert run.errors() == []
+    printed = run.text()
     missing = [line for line in VERIFIED if line not in printed]
     assert not missing, missing
     # thop's ViT-B/16 figures, as the lesson states them, next to the exact ones

@@ -3,10 +3,13 @@
 With network access the notebook downloads ResNet-50 weights and prints each photo's top-5. Here
 we run its opening cells (up to the top-5 cell) twice: once with a locally created weights file
 in a temporary torch hub cache, named exactly as torchvision expects, and once offline with an
-empty cache. Nothing is downloaded.
+empty cache. Nothing is downloaded. Each run has its own environment, so these two stay out of
+the shared `executed_notebook` runs.
 """
 
 from __future__ import annotations
+
+import os
 
 import nbformat
 import pytest
@@ -33,16 +36,16 @@ def _stdout(nb) -> str:
 
 
 @pytest.mark.slow
-def test_cached_weights_are_loaded_and_photos_classified(tmp_path, monkeypatch):
+def test_cached_weights_are_loaded_and_photos_classified(tmp_path):
     checkpoints = tmp_path / "torch" / "hub" / "checkpoints"
     checkpoints.mkdir(parents=True)
     torch.manual_seed(0)
     torch.save(torchvision.models.resnet50(weights=None).state_dict(),
                checkpoints / "resnet50-11ad3fa6.pth")  # the IMAGENET1K_V2 file name
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    monkeypatch.setenv("COURSE_OFFLINE", "1")  # must come from the cache, never the network
+    # COURSE_OFFLINE: the weights must come from the cache, never the network
+    env = dict(os.environ, TORCH_HOME=str(tmp_path / "torch"), COURSE_OFFLINE="1")
 
-    out = _stdout(execute(_opening_cells(tmp_path), tmp_path, mode="quick"))
+    out = _stdout(execute(_opening_cells(tmp_path), tmp_path, mode="quick", env=env))
 
     assert "Loaded resnet50 with ResNet50_Weights.IMAGENET1K_V2" in out
     assert "from the torch hub cache" in out
@@ -52,11 +55,10 @@ def test_cached_weights_are_loaded_and_photos_classified(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-def test_offline_without_weights_says_so_and_skips(tmp_path, monkeypatch):
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty"))
-    monkeypatch.setenv("COURSE_OFFLINE", "1")
+def test_offline_without_weights_says_so_and_skips(tmp_path):
+    env = dict(os.environ, TORCH_HOME=str(tmp_path / "empty"), COURSE_OFFLINE="1")
 
-    out = _stdout(execute(_opening_cells(tmp_path), tmp_path, mode="quick"))
+    out = _stdout(execute(_opening_cells(tmp_path), tmp_path, mode="quick", env=env))
 
     assert "Pretrained weights NOT available" in out
     assert "resnet50-11ad3fa6.pth" in out

@@ -15,7 +15,6 @@ from notebook_tools import (
     LESSONS,
     ROOT,
     cell_error,
-    execute,
     existing_lessons,
     generate_student_copy,
     is_autograded_test,
@@ -91,16 +90,17 @@ def test_notebook_conventions(lesson):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("lesson", LESSONS_PRESENT)
-def test_solution_runs_in_grade_mode(lesson, tmp_path):
-    nb = execute(solution_path(lesson), tmp_path, mode="grade")
-    graded = [c for c in nb.cells if is_autograded_test(c)]
-    assert all(cell_error(c) is None for c in graded)
+def test_solution_runs_in_grade_mode(lesson, executed_notebook):
+    run = executed_notebook(lesson, "grade")
+    assert run.errors() == [], f"{lesson} (solution, GRADE mode) raised in cells {run.errors()}"
+    graded = [c for c in run.nb.cells if is_autograded_test(c)]
+    assert graded and all(c.execution_count for c in graded), "every graded cell ran"
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("lesson", LESSONS_PRESENT)
-def test_student_copy_fails_only_at_exercises(lesson, tmp_path):
-    nb = execute(student_path(lesson), tmp_path, mode="grade", allow_errors=True)
+def test_student_copy_fails_only_at_exercises(lesson, executed_notebook):
+    nb = executed_notebook(lesson, "grade", copy="student").nb
     first_exercise = next((i for i, c in enumerate(nb.cells) if nbgrader_meta(c).get("solution")),
                           len(nb.cells))
     for i, cell in enumerate(nb.cells):
