@@ -19,6 +19,7 @@ import dataclasses
 import torch
 from torch import nn
 
+from ..train import History
 from . import _nets as nets
 from . import _resnet_like as resnet_like
 from . import _tensors
@@ -328,29 +329,10 @@ _CURVES = {  # different lengths and values per model, so nothing can be hard-co
 }
 
 
-@dataclasses.dataclass
-class _FallbackHistory:
-    """Stand-in with course_utils.train.History's fields, if that module is unavailable."""
-    name: str = ""
-    train_loss: list = dataclasses.field(default_factory=list)
-    train_acc: list = dataclasses.field(default_factory=list)
-    test_loss: list = dataclasses.field(default_factory=list)
-    test_acc: list = dataclasses.field(default_factory=list)
-    seconds: list = dataclasses.field(default_factory=list)
-    grad_norms: list = dataclasses.field(default_factory=list)
-
-
-def _history(name: str, loss: list[float], acc: list[float]) -> object:
-    try:
-        from course_utils.train import History
-    except ImportError:
-        History = _FallbackHistory  # noqa: N806
-    values = {"name": name, "train_loss": list(loss), "test_acc": list(acc),
-              "train_acc": [a - 0.02 for a in acc], "test_loss": [v + 0.1 for v in loss],
-              "seconds": [1.0] * len(loss), "grad_norms": []}
-    if dataclasses.is_dataclass(History):
-        values = {k: v for k, v in values.items() if k in {f.name for f in dataclasses.fields(History)}}
-    return History(**values)
+def _history(name: str, loss: list[float], acc: list[float]) -> History:
+    return History(name=name, train_loss=list(loss), test_acc=list(acc),
+                   train_acc=[a - 0.02 for a in acc], test_loss=[v + 0.1 for v in loss],
+                   seconds=[1.0] * len(loss))
 
 
 def _same(ys: list, expected: list[float], scale: float = 1.0) -> bool:
