@@ -61,9 +61,9 @@ lint: setup
 # Benchmarks (benchmarks/README.md): FLOP counts against torchvision's, training speed of
 # fit() against the textbook loop, run time of every notebook and check against its budget.
 bench: setup
-	$(BIN)/python benchmarks/flops.py
-	$(BIN)/python benchmarks/train_speed.py
-	$(BIN)/python benchmarks/notebooks.py
+	$(BIN)/python -m benchmarks.flops
+	$(BIN)/python -m benchmarks.train_speed
+	$(BIN)/python -m benchmarks.notebooks
 
 # Autograding speed (README, "For maintainers"): needs bubblewrap like `make grade`.
 bench-grading: setup system-deps

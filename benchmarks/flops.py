@@ -4,7 +4,7 @@ The documented figures are torchvision's own (`weights.meta["_ops"]`, labelled G
 really GMACs, and `num_params`), read from the weights metadata: nothing is downloaded. The
 models are built on the meta device (shapes only), so the whole table takes seconds.
 
-    python benchmarks/flops.py [--models resnet18,vit_b_16]
+    python -m benchmarks.flops [--models resnet18,vit_b_16]
 """
 
 from __future__ import annotations

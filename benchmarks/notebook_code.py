@@ -24,8 +24,11 @@ def _defined_names(node: ast.stmt) -> set[str]:
     return set()
 
 
-def load_definitions(lesson: str, names: list[str]) -> dict:
-    """{name: object} for top-level classes, functions and constants of a solution notebook."""
+def load_definitions(lesson: str, names: list[str], helpers: tuple[str, ...] = ()) -> dict:
+    """{name: object} for top-level classes, functions and constants of a solution notebook.
+
+    `helpers`: top-level names the definitions may use, run when the notebook defines them.
+    """
     path = ROOT / "solutions" / lesson / f"{lesson}.ipynb"
     nb = nbformat.read(path, as_version=4)
     namespace: dict = {"__name__": f"notebook_{lesson}"}
@@ -37,7 +40,7 @@ def load_definitions(lesson: str, names: list[str]) -> dict:
         except SyntaxError:  # IPython magics: never a definition we need
             continue
         keep = [node for node in tree.body if isinstance(node, (ast.Import, ast.ImportFrom))
-                or _defined_names(node) & set(names)]
+                or _defined_names(node) & {*names, *helpers}]
         # One code object per cell: tracebacks then give the right cell and line.
         code = compile(ast.Module(body=keep, type_ignores=[]), f"{path}#cell{index}", "exec")
         with contextlib.redirect_stdout(io.StringIO()):
@@ -50,5 +53,6 @@ def load_definitions(lesson: str, names: list[str]) -> dict:
 
 def exercise1_resnet():
     """Lesson 03, Exercise 1: the CifarResNet class (call it with num_blocks=6)."""
-    names = ["WIDTHS", "stage_sizes", "BasicBlock", "CifarResNet"]
-    return load_definitions("03_resnet", names)["CifarResNet"]
+    # Older versions of the lesson kept the stage widths and sizes as notebook globals.
+    return load_definitions("03_resnet", ["BasicBlock", "CifarResNet"],
+                            helpers=("WIDTHS", "stage_sizes"))["CifarResNet"]

@@ -4,9 +4,9 @@ Budgets (issue 7): a notebook runs in <= 180 s in QUICK mode on 2 cores and <= 3
 mode; one `check` takes <= 1 s (the efficiency-table exercise, which builds and counts ten
 torchvision models, <= 15 s). Notebooks run the way the tests run them (a fresh `cnn-course`
 kernel, COURSE_MODE set, in a temporary folder); checks run in this process on the correct
-submissions of the test corpus (tests/checks_corpus.py).
+submissions of the test corpora (tests/checks_corpus.py, tests/practice_corpus.py).
 
-    python benchmarks/notebooks.py [--lessons 03_resnet,04_resnet_variants] [--modes quick,grade]
+    python -m benchmarks.notebooks [--lessons 03_resnet,04_resnet_variants] [--modes quick,grade]
                                    [--no-checks] [--no-notebooks]
 """
 
@@ -22,10 +22,8 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))  # the tests' notebook runner and correct submissions
-
-from notebook_tools import execute, existing_lessons, solution_path  # noqa: E402
+# The tests' notebook runner: one way to run a lesson, shared by the tests and the benchmarks.
+from tests.notebook_tools import execute, existing_lessons, solution_path
 
 BUDGET = {"quick": 180.0, "grade": 30.0}
 CHECK_BUDGET = {"ex4_efficiency_table": 15.0}  # every other check: 1 s
@@ -88,9 +86,11 @@ def notebooks(lessons: list[str], modes: list[str], timeout: int) -> list[str]:
 
 def checks(names: list[str] | None = None) -> list[str]:
     """Seconds of one check per graded item (first call, and the best of three)."""
-    from checks_corpus import SOLUTIONS
-
     from course_utils.checks import available_checks, check
+    from tests.checks_corpus import SOLUTIONS as EXERCISES
+    from tests.practice_corpus import SOLUTIONS as PRACTICE
+
+    solutions = {**EXERCISES, **PRACTICE}
 
     names = names or list(available_checks())
     print(f"\nchecks on correct submissions (budget 1 s; "
@@ -102,7 +102,7 @@ def checks(names: list[str] | None = None) -> list[str]:
         for _ in range(3):
             start = time.perf_counter()
             with contextlib.redirect_stdout(io.StringIO()):
-                check(name, SOLUTIONS[name])
+                check(name, solutions[name])
             times.append(time.perf_counter() - start)
         budget = CHECK_BUDGET.get(name, 1.0)
         over = times[0] > budget

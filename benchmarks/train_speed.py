@@ -19,7 +19,7 @@ Only training is timed; test accuracy is measured afterwards with the same `eval
 On a CUDA machine the defaults become CIFAR-10's full size with batch 128 (Exercise 1 in
 FULL mode) and `--augment` / `--compile` switch on the GPU extras of the fast path.
 
-    python benchmarks/train_speed.py [--epochs 3] [--train 4096] [--batch 32] [--threads 2]
+    python -m benchmarks.train_speed [--epochs 3] [--train 4096] [--batch 32] [--threads 2]
 """
 
 from __future__ import annotations
@@ -31,7 +31,6 @@ import sys
 import time
 
 import torch
-from notebook_code import exercise1_resnet
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -39,6 +38,8 @@ from course_utils.data import load_dataset, make_loaders
 from course_utils.device import get_device
 from course_utils.device_loader import DeviceLoader
 from course_utils.train import default_optimizer, evaluate, fit
+
+from .notebook_code import exercise1_resnet
 
 TARGET = {"cpu": 1.15, "cuda": 1.0}  # the issue's images/s ratio, fit vs plain
 UVA_SECONDS = 6.2  # s/epoch of CIFAR-10 (50,000 images), the issue's GPU anchor

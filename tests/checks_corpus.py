@@ -1,4 +1,6 @@
-"""Correct solutions shared by the tests/test_checks_*.py corpus (not a test module itself).
+"""Correct and wrong answers to the exercises of lessons 03-05, shared by the tests/test_checks_*.py
+files, tests/test_judge_parity.py and benchmarks/notebooks.py (not a test module itself). The
+practice items of lessons 01, 02, 06 and 07 have their own corpus, tests/practice_corpus.py.
 
 They are written the way a student would (not copied from the checker), in the seeds' style.
 """
@@ -7,7 +9,6 @@ import copy
 import functools
 
 import matplotlib
-import practice_corpus
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -233,7 +234,6 @@ SOLUTIONS = {
     "ex4_best": best_accuracy_per_parameter, "ex5_lenet_style": LeNetStyle,
     "ex5_vgg_style": VGGStyle, "ex5_resnet_style": ResNetStyle,
     "ex5_plot": plot_learning_curves,
-    **practice_corpus.SOLUTIONS,  # lessons 01, 02, 06 and 07
 }
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import checks_corpus
 import nbformat
+import practice_corpus
 import pytest
 import test_checks_basic_block as bb
 import test_checks_se_block as se
@@ -18,6 +19,8 @@ from course_utils.grading.judge import KernelChannel, judge_cell
 
 CASES = [(item, f"checks_corpus.SOLUTIONS[{item!r}]", obj)
          for item, obj in checks_corpus.SOLUTIONS.items()]
+CASES += [(item, f"practice_corpus.SOLUTIONS[{item!r}]", obj)
+          for item, obj in practice_corpus.SOLUTIONS.items()]
 CASES += [("basic_block", f"test_checks_basic_block.BUGGY[{k!r}][0]", v[0])
           for k, v in bb.BUGGY.items()]
 CASES += [("se_block", f"test_checks_se_block.BUGGY[{k!r}][0]", v[0]) for k, v in se.BUGGY.items()]
@@ -34,7 +37,8 @@ CASES += [(item, f"checks_corpus.WRONG[{item!r}][{name!r}][0]", case[0])
 @pytest.fixture(scope="module")
 def corpus_kernel(kernel):
     """conftest's kernel (started in tests/) with the corpora imported by name."""
-    kernel.run("import checks_corpus, test_checks_basic_block, test_checks_se_block")
+    kernel.run("import checks_corpus, practice_corpus, test_checks_basic_block, "
+               "test_checks_se_block")
     return kernel.client
 
 
