@@ -1,11 +1,14 @@
 # Two commands for students and maintainers: `make lab` and `make test`.
 # Both run `make setup` first, which is idempotent: it only reinstalls when
-# requirements.txt or pyproject.toml changed since the last run.
+# requirements.txt or pyproject.toml changed since the last run. Students get the course
+# (requirements.txt); `make test`, `make test-fast` and `make lint` add the maintainers' tools
+# (requirements-dev.txt: pytest, ruff, playwright, dask).
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.setup-done
+DEV_STAMP := $(VENV)/.dev-done
 KERNEL := cnn-course
 # nbgrader calls `alembic` by name: the venv's bin folder must come first on PATH.
 export PATH := $(abspath $(BIN)):$(PATH)
@@ -15,7 +18,7 @@ export OMP_WAIT_POLICY := PASSIVE
 LESSONS := 01_cnn_basics 02_vgg 03_resnet 04_resnet_variants 05_efficientnet \
            06_vision_transformer 07_transfer_learning
 
-.PHONY: setup system-deps lab test lint bench bench-grading student-notebooks formgrader grade-demo grade report clean
+.PHONY: setup dev system-deps lab test test-fast lint bench bench-grading student-notebooks formgrader grade-demo grade report clean
 
 setup: $(STAMP)
 
@@ -32,18 +35,28 @@ $(STAMP): requirements.txt pyproject.toml Makefile
 lab: setup
 	$(BIN)/python -m course_utils.lab
 
-test: setup system-deps
+# The maintainers' tools, on top of the course.
+dev: setup $(DEV_STAMP)
+
+$(DEV_STAMP): requirements-dev.txt $(STAMP)
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	@touch $(DEV_STAMP)
+
+# Every tier (tests/conftest.py: unit, notebooks, grading, ui). CI runs this (.ci/run).
+test: setup dev system-deps
 	$(BIN)/python -m pytest tests
 
-# Debian packages the test suite uses: bubblewrap (grading sandbox) and Chromium with its
-# driver (browser test). Installed when missing and we may (root); otherwise the tests that
-# need them say why they are skipped.
-SYSTEM_PKGS := bubblewrap chromium chromium-driver
+# The unit tier only: no lesson notebooks, nbgrader runs, servers or browser (about a minute).
+test-fast: setup dev
+	$(BIN)/python -m pytest tests -m unit
+
+# Debian packages the test suite uses: bubblewrap (grading sandbox) and Chromium (the browser
+# test drives it through playwright; no WebDriver). Installed when missing and we may (root);
+# otherwise the tests that need them say why they are skipped.
 system-deps:
 	@missing=""; \
 	command -v bwrap >/dev/null || missing="$$missing bubblewrap"; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
-	command -v chromedriver >/dev/null || missing="$$missing chromium-driver"; \
 	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 			echo "Installing Debian packages:$$missing"; \
@@ -55,7 +68,7 @@ system-deps:
 		fi; \
 	fi
 
-lint: setup
+lint: setup dev
 	$(BIN)/ruff check .
 
 # Benchmarks (benchmarks/README.md): FLOP counts against torchvision's, training speed of

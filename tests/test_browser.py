@@ -9,8 +9,8 @@ BasicBlock with the ReLU before the addition and reads the check's message namin
 Screenshots of the three moments (and failure.png when it fails) go to pytest's tmp_path and to
 test-artifacts/browser/ (their paths are printed at the end: run with -s to see them).
 
-Needs the Debian packages chromium + chromium-driver (`make system-deps`) and the playwright
-Python package (requirements.txt); it drives /usr/bin/chromium and downloads no browser.
+Needs the Debian package chromium (`make system-deps`) and the playwright Python package
+(requirements-dev.txt); it drives /usr/bin/chromium and downloads no browser.
 """
 
 from __future__ import annotations
@@ -99,12 +99,12 @@ def test_student_notebooks_use_the_kernel_make_lab_registers():
 
 def _sync_playwright():
     if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} not found: install the Debian packages chromium and "
-                    "chromium-driver (`make system-deps`) to run the browser test")
+        pytest.skip(f"{CHROMIUM} not found: install the Debian package chromium "
+                    "(`make system-deps`) to run the browser test")
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
-        pytest.skip("the playwright Python package is not installed (`make setup`)")
+        pytest.skip("the playwright Python package is not installed (`make dev`)")
     return sync_playwright
 
 
