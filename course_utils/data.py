@@ -18,6 +18,7 @@ import os
 import socket
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -301,26 +302,34 @@ def _subset(dataset: Dataset, size: int | None, seed: int) -> Dataset:
     return Subset(dataset, order[:size].tolist())
 
 
+def _is_count(value) -> bool:
+    """A whole number >= 1 (bool is not a count)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
 def make_loaders(train_set: Dataset, test_set: Dataset | None = None, batch_size: int | None = None,
-                 mode=None, seed: int = 0, num_workers: int = 0, train_subset: int | None = -1,
-                 test_subset: int | None = -1):
+                 mode=None, seed: int = 0, num_workers: int = 0,
+                 train_subset: int | None | Literal["mode"] = "mode",
+                 test_subset: int | None | Literal["mode"] = "mode"):
     """(train_loader, test_loader) with subset sizes and batch size taken from the mode.
 
-    Pass train_subset/test_subset (None = everything) or batch_size to override the mode.
+    Override them with batch_size (a whole number >= 1) and train_subset/test_subset (a
+    number of images, or None for the whole set); "mode" and batch_size=None keep the mode's.
     """
     settings = loader_settings(mode)
     if batch_size is None:
         batch_size = settings.batch_size
-    train_n = settings.train_subset if train_subset == -1 else train_subset
-    test_n = settings.test_subset if test_subset == -1 else test_subset
-    if len(train_set) == 0:
-        raise ValueError("the training set is empty")
-    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+    if not _is_count(batch_size):
         raise ValueError(f"batch_size must be a whole number >= 1 (or None for the mode's "
                          f"{settings.batch_size}), not {batch_size!r}")
+    train_n = settings.train_subset if train_subset == "mode" else train_subset
+    test_n = settings.test_subset if test_subset == "mode" else test_subset
     for what, n in (("train_subset", train_n), ("test_subset", test_n)):
-        if n is not None and n < 1:
-            raise ValueError(f"{what} must be at least 1 (or None for everything), not {n}")
+        if n is not None and not _is_count(n):
+            raise ValueError(f"{what} must be a whole number of images >= 1, None for all of "
+                             f"them or 'mode' for the mode's, not {n!r}")
+    if len(train_set) == 0:
+        raise ValueError("the training set is empty")
     # Workers get reproducible seeds; pinned memory speeds up copies to a CUDA GPU.
     common = dict(num_workers=num_workers, pin_memory=torch.cuda.is_available(),
                   worker_init_fn=seed_worker if num_workers else None)

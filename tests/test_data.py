@@ -189,8 +189,20 @@ def test_make_loaders_seeds_workers_and_rejects_empty_subsets():
     train_loader, test_loader = make_loaders(data, data, mode="grade", num_workers=2)
     assert train_loader.worker_init_fn is seed_worker and test_loader.num_workers == 2
     assert make_loaders(data, mode="grade")[0].worker_init_fn is None
-    with pytest.raises(ValueError, match="train_subset must be at least 1"):
+    with pytest.raises(ValueError, match="train_subset must be a whole number of images >= 1"):
         make_loaders(data, train_subset=0)
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2.5, True, "all"])
+def test_make_loaders_subset_is_a_count_none_or_the_modes(bad, capsys):
+    data = ShapesDataset(n=300, seed=0)
+    assert len(make_loaders(data, mode="grade")[0].dataset) == 128  # left out: the mode's
+    assert len(make_loaders(data, mode="grade", train_subset="mode")[0].dataset) == 128
+    assert len(make_loaders(data, mode="grade", train_subset=None)[0].dataset) == 300
+    assert len(make_loaders(data, data, mode="grade", test_subset=10)[1].dataset) == 10
+    with pytest.raises(ValueError, match=r"test_subset must be a whole number .* not ") as err:
+        make_loaders(data, data, mode="grade", test_subset=bad)
+    assert len(str(err.value).splitlines()) == 1
 
 
 @pytest.mark.parametrize("bad", [0, -1, -128, 2.5, True, "32"])
