@@ -99,11 +99,37 @@ def param_groups(model, lrs):
     return [{"params": members[p], "lr": lr} for p, lr in lrs.items() if members[p]]
 
 
+def grad_cam(model, layer_name, images, classes=None):
+    layer = model.get_submodule(layer_name)
+    saved = {}
+
+    def keep_activation(module, inputs, output):
+        saved["activation"] = output.detach()
+
+    def keep_gradient(module, grad_inputs, grad_outputs):
+        saved["gradient"] = grad_outputs[0].detach()
+
+    handles = [layer.register_forward_hook(keep_activation),
+               layer.register_full_backward_hook(keep_gradient)]
+    try:
+        model.eval()
+        logits = model(images.detach().requires_grad_(True))
+        if classes is None:
+            classes = logits.argmax(dim=1)
+        logits.gather(1, classes[:, None]).sum().backward()
+    finally:
+        for handle in handles:
+            handle.remove()
+    model.zero_grad(set_to_none=True)
+    alpha = saved["gradient"].mean(dim=(2, 3), keepdim=True)
+    return F.relu((alpha * saved["activation"]).sum(dim=1))
+
+
 SOLUTIONS = {
     "practice_conv2d_im2col": conv2d_im2col, "practice_conv_cost": conv_cost,
     "practice_vgg_num_params": vgg_num_params, "practice_vgg_conv_macs": vgg_conv_macs,
     "practice_interpolate_pos_embedding": interpolate_pos_embedding,
     "practice_attention_distance": mean_attention_distance,
     "box_cxcywh_to_xyxy": cxcywh_to_xyxy, "box_xyxy_to_cxcywh": xyxy_to_cxcywh,
-    "param_groups": param_groups,
+    "param_groups": param_groups, "practice_grad_cam": grad_cam,
 }

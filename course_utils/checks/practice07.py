@@ -1,16 +1,21 @@
-"""Lesson 07 exercises: box format conversions and optimizer parameter groups.
+"""Lesson 07 practice: box format conversions, optimizer parameter groups and Grad-CAM.
 
 ``box_cxcywh_to_xyxy`` / ``box_xyxy_to_cxcywh`` are judged against
-``torchvision.ops.box_convert``. ``param_groups`` is judged on small models with ResNet's
+``torchvision.ops.box_convert``. ``practice_grad_cam`` is judged against ``reference_cam``
+(hooks on a copy of the model) on small classifiers; the same function with one switch flipped
+names the known mistakes (no ReLU, no spatial mean, another class, softmax, scaled maps,
+train mode). ``param_groups`` is judged on small models with ResNet's
 module names: every parameter holds values no other parameter holds, so the groups it returns
 are read by value (when grading, the tensors come back from the student's kernel as copies).
 """
 
 from __future__ import annotations
 
+import copy
 import numbers
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torchvision.ops import box_convert
 
@@ -314,3 +319,150 @@ def check_param_groups(obj: object) -> str:
         _groups_case(obj, ten, {"layer10": 0.1}, "a model with layer1 frozen and layer10")
     return ("✓ param_groups: a ResNet with only layer4 and fc trainable gives two groups "
             "[layer4's parameters, lr 1e-4] and [fc's, lr 1e-3], frozen parameters left out.")
+
+
+# --- grad_cam ---------------------------------------------------------------------------------
+
+CAM = "def grad_cam(model, layer_name, images, classes=None) -> tensor of shape (N, h, w)"
+
+
+class CamNet(nn.Module):
+    """A small classifier with ResNet's ending (global average pooling + fc), stages named
+    `stem`, `block1`, `block2` (stride 2 each)."""
+
+    def __init__(self, num_classes: int = 4) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 6, 3, 2, 1), nn.BatchNorm2d(6), nn.ReLU())
+        self.block1 = nn.Sequential(nn.Conv2d(6, 8, 3, 2, 1), nn.BatchNorm2d(8), nn.ReLU())
+        self.block2 = nn.Sequential(nn.Conv2d(8, 10, 3, 2, 1), nn.BatchNorm2d(10), nn.ReLU())
+        self.fc = nn.Linear(10, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.block2(self.block1(self.stem(x))).mean(dim=(2, 3)))
+
+
+def cam_net(seed: int) -> CamNet:
+    """A CamNet with seeded weights and batch-norm statistics that are not the identity."""
+    torch.manual_seed(seed)
+    model = CamNet()
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.copy_(0.3 * torch.randn(m.num_features, generator=g))
+                m.running_var.copy_(0.5 + torch.rand(m.num_features, generator=g))
+    return model.eval()
+
+
+def reference_cam(model: nn.Module, layer_name: str, images: torch.Tensor,
+                  classes: torch.Tensor | None = None, *, relu: bool = True,
+                  spatial_mean: bool = True, target: str = "given", score: str = "logit",
+                  normalise: bool = False, train: bool = False) -> torch.Tensor:
+    """Grad-CAM (the defaults), or a known mistake: no ReLU, gradient × activation without the
+    spatial mean, the predicted class or the sum of all classes instead of the given one, the
+    softmax probability instead of the logit, maps scaled to [0, 1], batch-norm in train mode.
+    Runs on a copy: the caller's model is left as it was."""
+    model = copy.deepcopy(model).train(train)
+    layer = model.get_submodule(layer_name)
+    saved: dict[str, torch.Tensor] = {}
+    handles = [layer.register_forward_hook(lambda m, i, o: saved.update(a=o)),
+               layer.register_full_backward_hook(lambda m, gi, go: saved.update(g=go[0]))]
+    try:
+        logits = model(images.detach().clone().requires_grad_(True))
+        outputs = logits.softmax(dim=1) if score == "softmax" else logits
+        if target == "all":
+            chosen = outputs.sum()
+        else:
+            picked = logits.argmax(dim=1) if classes is None or target == "predicted" else classes
+            chosen = outputs.gather(1, picked[:, None]).sum()
+        chosen.backward()
+    finally:
+        for h in handles:
+            h.remove()
+    a, g = saved["a"].detach(), saved["g"].detach()
+    weighted = (g.mean(dim=(2, 3), keepdim=True) if spatial_mean else g) * a
+    maps = weighted.sum(dim=1)
+    if relu:
+        maps = F.relu(maps)
+    if normalise:
+        maps = maps / maps.flatten(1).amax(dim=1).clamp_min(1e-12)[:, None, None]
+    return maps
+
+
+_CAM_MISTAKES = [
+    ("no_relu", {"relu": False}, "the map keeps negative values: Grad-CAM is ReLU(Σ_k α_k A_k), "
+     "the positive evidence for the class only"),
+    ("no_spatial_mean", {"spatial_mean": False}, "each channel is weighted by the gradient at "
+     "every position (gradient × activation); Grad-CAM's weight α_k is one number per channel, "
+     "the mean of the gradient over the layer's positions"),
+    ("predicted_class", {"target": "predicted"}, "the map explains the predicted class, not the "
+     "class asked for in `classes` (use the predicted one only when classes is None)"),
+    ("all_classes", {"target": "all"}, "the gradient is that of the sum of all the logits; "
+     "backpropagate each image's score of its own class (logits.gather(1, classes[:, None]))"),
+    ("softmax_score", {"score": "softmax"}, "the gradient is that of the softmax probability; "
+     "Grad-CAM differentiates the class score, the logit before softmax"),
+    ("normalised", {"normalise": True}, "the maps are scaled to [0, 1]; return ReLU(Σ_k α_k A_k) "
+     "itself (scale for display only, outside the function)"),
+    ("train_mode", {"train": True}, "the model ran in train mode, so batch norm used the batch's "
+     "statistics; call model.eval() first, as when the model predicts"),
+]
+
+
+def _cam_case(fn: object, model: nn.Module, layer: str, images: torch.Tensor,
+              classes: torch.Tensor | None, label: str) -> None:
+    what = f"grad_cam(model, {layer!r}, images, {'classes' if classes is not None else 'None'})" \
+           f" for {label}"
+    frozen = not any(p.requires_grad for p in model.parameters())
+
+    def hint(exc: BaseException) -> str:
+        if frozen and "does not require grad" in str(exc):
+            return ("Hint: every parameter is frozen here, so nothing requires a gradient: "
+                    "mark the input with images.requires_grad_(True) (on a detached copy) "
+                    "before the forward pass.")
+        return ""
+
+    given = images.clone()
+    args = (model, layer, given) if classes is None else (model, layer, given, classes.clone())
+    got = expect_tensor(call(what, fn, *args, hint=hint), what)
+    want = reference_cam(model, layer, images, classes)
+    if tuple(got.shape) != tuple(want.shape):
+        why = ""
+        if got.dim() == 3 and tuple(got.shape[1:]) == tuple(images.shape[2:]):
+            why = ": that is the image's size; return the map at the layer's resolution " \
+                  "(upsample it for display only)"
+        elif got.dim() == 4:
+            why = ": sum the weighted channels (dim=1), one map per image"
+        fail(f"{what} returned shape {shape_str(got.shape)}; expected "
+             f"{shape_str(want.shape)}, one map per image at {layer}'s resolution{why}.",
+             mistake="wrong_shape")
+    if close(got.detach().float(), want, rtol=1e-4, atol=1e-6):
+        return
+    for key, switches, reason in _CAM_MISTAKES:
+        try:
+            wrong = reference_cam(model, layer, images, classes, **switches)
+        except RuntimeError:
+            continue
+        if close(got.detach().float(), wrong, rtol=1e-4, atol=1e-6):
+            fail(f"{what} differs from Grad-CAM (largest difference "
+                 f"{max_diff(got.detach().float(), want):.3g}): {reason}.", mistake=key)
+    fail(f"{what} differs from Grad-CAM, ReLU(Σ_k α_k A_k) with α_k the spatial mean of the "
+         f"class score's gradient (largest difference {max_diff(got.detach().float(), want):.3g}).")
+
+
+@register("practice_grad_cam", "grad_cam(model, layer_name, images, classes=None) -> (N, h, w)")
+def check_grad_cam(obj: object) -> str:
+    expect_function(obj, "grad_cam", CAM)
+    g = torch.Generator().manual_seed(3)
+    images = torch.rand(4, 3, 16, 16, generator=g)
+    classes = torch.tensor([0, 1, 2, 3])
+    _cam_case(obj, cam_net(0), "block1", images, classes, "a small classifier (4 images)")
+    if grading():
+        _cam_case(obj, cam_net(1), "block2", images, torch.tensor([3, 3, 0, 1]),
+                  "the last stage")
+        _cam_case(obj, cam_net(2), "block2", images, None, "the predicted classes")
+        _cam_case(obj, cam_net(3).train(), "block1", images, classes,
+                  "a model handed over in train mode")
+        _cam_case(obj, cam_net(4).requires_grad_(False), "block2", images, classes,
+                  "a frozen model (no parameter requires a gradient)")
+    return ("✓ grad_cam: ReLU(Σ_k α_k A_k) with α_k the mean gradient of each image's class "
+            "score, at the layer's resolution, as the reference computes it.")
