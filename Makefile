@@ -80,7 +80,7 @@ bench: setup
 
 # Autograding speed (README, "For maintainers"): needs bubblewrap like `make grade`.
 bench-grading: setup system-deps
-	$(BIN)/python benchmarks/grading.py --students 20
+	$(BIN)/python -m benchmarks.grading --students 20
 
 # Regenerate the student copies in notebooks/ from the instructor sources in solutions/.
 student-notebooks: setup

@@ -17,6 +17,8 @@ c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
 # Student copies ship without outputs so they stay small and diff-able.
 c.ClearOutputPreprocessor.enabled = True
 
-# A runaway cell (infinite loop, huge sleep) is interrupted and graded as failed.
+# A runaway cell (infinite loop, huge sleep) is interrupted and graded as failed. The one
+# cell timeout of the course: nbgrader's own commands and `python -m course_utils.grading`
+# (unless --cell-timeout says otherwise) both read it from here.
 c.ExecutePreprocessor.timeout = 120
 c.ExecutePreprocessor.interrupt_on_timeout = True

@@ -9,7 +9,8 @@ Modules:
 - capped_stream: caps what one cell may print;
 - execute: nbgrader's Execute step, made to survive a kernel that dies or freezes;
 - job: grade one (student, assignment) in a private course directory;
+- worker: long-lived worker processes that grade job after job;
 - merge: copy a job's result into the course gradebook (the only writer);
-- runner: find submissions, skip unchanged ones, run jobs in processes or on Dask;
+- runner: find submissions, skip unchanged ones, run jobs on local workers or on Dask;
 - demo: build and grade a sample class (`make grade-demo`).
 """

@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 
 from .runner import format_table, grade_class, refresh_feedback
+from .sandbox_kernel import DEFAULT_MEMORY
 
 MAX_EXIT = 100
 ERROR_EXIT = 101
@@ -56,10 +57,12 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--dask", metavar="SCHEDULER", default=None,
                        help="run jobs on Dask: 'local' for a LocalCluster, or a scheduler "
                             "address such as tcp://10.0.0.5:8786")
-        p.add_argument("--cell-timeout", type=int, default=60,
-                       help="seconds one cell may run before it is interrupted (default 60)")
+        p.add_argument("--cell-timeout", type=int, default=None,
+                       help="seconds one cell may run before it is interrupted (default: "
+                            "the course's nbgrader_config.py, c.ExecutePreprocessor.timeout)")
         p.add_argument("--memory", type=_memory, default=None,
-                       help="address-space cap of a student's kernel, e.g. 6G (default 6G)")
+                       help="address-space cap of a student's kernel, e.g. 6G (default "
+                            f"{DEFAULT_MEMORY // 2**30}G)")
 
     g = sub.add_parser("grade", help="autograde a submitted/ tree")
     g.add_argument("course_dir", nargs="?", default=".", help="nbgrader course directory")
@@ -107,7 +110,8 @@ def main(argv: list[str] | None = None) -> int:
             from .demo import run_demo
 
             report = run_demo(Path(args.out), workers=args.workers, scheduler=args.dask,
-                              cell_timeout=args.cell_timeout, lessons=args.lessons)
+                              cell_timeout=args.cell_timeout, memory_bytes=args.memory,
+                              lessons=args.lessons)
     except (FileNotFoundError, ValueError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return ERROR_EXIT

@@ -11,7 +11,8 @@ import os
 
 from ipykernel.iostream import OutStream
 
-CAP_CHARS = int(os.environ.get("COURSE_GRADING_OUTPUT_CAP", 200_000))
+CAP_CHARS = 200_000  # the default; the grader may set another (JobSpec.output_cap)
+CAP_VARIABLE = "COURSE_GRADING_OUTPUT_CAP"  # set in the sandbox's environment by the grader
 NOTICE = "\n[output truncated by the grader: more than {:,} characters in one cell]\n"
 
 
@@ -22,6 +23,7 @@ class CappedOutStream(OutStream):
         super().__init__(*args, **kwargs)
         self._cap_msg_id = None
         self._cap_used = 0
+        self._cap = int(os.environ.get(CAP_VARIABLE) or CAP_CHARS)
 
     def write(self, string: str) -> int | None:
         msg_id = self.parent_header.get("msg_id") if isinstance(self.parent_header, dict) else None
@@ -29,11 +31,11 @@ class CappedOutStream(OutStream):
             self._cap_msg_id, self._cap_used = msg_id, 0
         if not isinstance(string, str):
             return super().write(string)  # OutStream raises the usual TypeError
-        room = CAP_CHARS - self._cap_used
+        room = self._cap - self._cap_used
         if room <= 0:
             return len(string)
         self._cap_used += len(string)
         if len(string) > room:
-            super().write(string[:room] + NOTICE.format(CAP_CHARS))
+            super().write(string[:room] + NOTICE.format(self._cap))
             return len(string)
         return super().write(string)

@@ -544,7 +544,10 @@ def build_class(course_dir: Path, lessons: list[str] | None = None,
 
 
 def run_demo(out: Path, workers: int | None = None, scheduler: str | None = None,
-             cell_timeout: int = 60, lessons: list[str] | None = None) -> ClassReport:
+             cell_timeout: int | None = None, memory_bytes: int | None = None,
+             lessons: list[str] | None = None) -> ClassReport:
+    """Build the sample class in `out` and grade it (limits: None keeps the defaults)."""
     students = build_class(out, lessons)
     print(f"Sample class in {out}: {len(students)} students")
-    return grade_class(out, workers=workers, scheduler=scheduler, cell_timeout=cell_timeout)
+    return grade_class(out, workers=workers, scheduler=scheduler, cell_timeout=cell_timeout,
+                       memory_bytes=memory_bytes)

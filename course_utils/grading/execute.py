@@ -31,6 +31,7 @@ from nbclient.client import timestamp
 from nbclient.exceptions import DeadKernelError
 from nbformat import NotebookNode
 from nbgrader.preprocessors import Execute
+from traitlets import default
 
 MAX_RESTARTS = 3
 INTERRUPT_GRACE = 5.0                 # seconds an interrupted cell has to end
@@ -107,6 +108,11 @@ class SurvivingExecute(Execute):
 
     # After an interrupted cell, late or missing output must not fail the whole notebook.
     raise_on_iopub_timeout = False
+
+    @default("shutdown_kernel")
+    def _kill_when_done(self) -> str:
+        # The kernel's state is thrown away: a polite shutdown only waits (seconds per job).
+        return "immediate"
 
     def reset_execution_trackers(self) -> None:
         super().reset_execution_trackers()

@@ -1,4 +1,8 @@
-"""Grade one (student, assignment) with `nbgrader autograde` in a private course directory.
+"""Grade one (student, assignment) with nbgrader's Autograde in a private course directory.
+
+The converter runs in the calling process (a long-lived worker: nbgrader, SQLAlchemy and
+the judge stay loaded between jobs); the student's code runs only in the job's own
+sandboxed kernel, a fresh process per job, often started before the job came (prestart).
 
 A job carries everything it needs as bytes (the assignment's source, a gradebook that knows
 its cells, the submitted files), so it runs the same in a local process or on a Dask worker on
@@ -13,15 +17,14 @@ kernel's Unix sockets live in it.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import signal
-import subprocess
 import sys
 import tempfile
 import time
 import traceback
+import warnings
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,30 +49,9 @@ DUPLICATE_NOTE = (
 )
 # Variables of the grader's environment that the student's kernel may see (when set).
 SANDBOX_ENV_PASS = ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "MKL_NUM_THREADS",
-                    "OPENBLAS_NUM_THREADS", "LANG", "LC_ALL", "TZ",
-                    "COURSE_GRADING_OUTPUT_CAP")
+                    "OPENBLAS_NUM_THREADS", "LANG", "LC_ALL", "TZ")
 # Read-only caches the kernel may use when the grader's environment names them.
 SANDBOX_CACHE_VARS = ("COURSE_DATA", "TORCH_HOME")
-
-# Appended to the course's nbgrader_config.py inside the job directory.
-JOB_CONFIG = """
-from course_utils.grading.judged import JudgedExecute
-from nbgrader.preprocessors import (AssignLatePenalties, CheckCellMetadata, IgnorePattern,
-                                    LimitOutput, SaveAutoGrades)
-from nbconvert.preprocessors import ClearMetadataPreprocessor
-
-# Graded test cells are decided by the judge, outside the kernel (judged.py).
-c.Autograde.autograde_preprocessors = [JudgedExecute, IgnorePattern,
-    ClearMetadataPreprocessor, LimitOutput, SaveAutoGrades, AssignLatePenalties,
-    CheckCellMetadata]
-c.Execute.kernel_name = {kernel!r}
-c.Execute.timeout = {timeout}
-c.CourseDirectory.db_url = {db_url!r}
-# The kernel has no network: it talks to nbgrader over Unix sockets in the job directory.
-c.KernelManager.transport = "ipc"
-c.KernelManager.ip = {ipc!r}
-"""
-
 
 class Refused(ValueError):
     """A submission that is not graded automatically; the message says why, in one line."""
@@ -86,10 +68,14 @@ class JobSpec:
     release: dict[str, bytes]          # the student copy, used to stand in for unreadable files
     gradebook: bytes                   # a gradebook that knows the assignment's cells only
     submission: dict[str, bytes]       # files of submitted/<student>/<assignment>/
-    cell_timeout: int = 60
+    # Limits: None means the one default, kept where the limit is enforced: the cell timeout
+    # in the course's nbgrader_config.py (c.ExecutePreprocessor.timeout), the memory cap in
+    # sandbox_kernel.DEFAULT_MEMORY, the output cap in capped_stream.CAP_CHARS.
+    cell_timeout: int | None = None
     job_timeout: int = 900
     memory_bytes: int | None = None
     cpu_seconds: int | None = None     # CPU limit of one kernel process (default: job_timeout)
+    output_cap: int | None = None      # characters one cell may print
     hide: list[str] = field(default_factory=list)  # host paths the kernel must not see
 
 
@@ -105,6 +91,7 @@ class JobResult:
     comments: dict = field(default_factory=dict)  # notebook -> {cell -> auto comment}
     autograded: dict[str, bytes] = field(default_factory=dict)
     log: str = ""
+    phases: dict = field(default_factory=dict)  # seconds: prepare, kernel_start, cells, ...
 
 
 def venv_env(**extra: str) -> dict[str, str]:
@@ -266,20 +253,14 @@ def _dedupe_notebooks(spec: JobSpec, submitted: Path) -> list[str]:
     return notes
 
 
-def _install_kernel(jupyter_dir: Path, sandbox_config: Path) -> None:
-    spec_dir = jupyter_dir / "kernels" / GRADING_KERNEL
-    spec_dir.mkdir(parents=True, exist_ok=True)
-    spec_dir.joinpath("kernel.json").write_text(json.dumps({
-        # Run by path, not with -m: importing the course_utils package would load torch in
-        # the launcher too, 3-4 s per kernel start spent before bubblewrap even runs.
-        "argv": [sys.executable, str(Path(__file__).with_name("sandbox_kernel.py")),
-                 str(sandbox_config), "-f", "{connection_file}"],
-        "display_name": "CNN course (grading sandbox)",
-        "language": "python",
-        # The sandboxed kernel sits in its own session, out of reach of a SIGINT sent to the
-        # launcher's process group: interrupt it with a message on the control channel.
-        "interrupt_mode": "message",
-    }))
+def kernel_argv(sandbox_config: Path) -> list[str]:
+    """The grading kernel's command line (a `{connection_file}` placeholder for jupyter).
+
+    Run by path, not with -m: importing the course_utils package would load torch in the
+    launcher too, seconds per kernel start spent before bubblewrap even runs.
+    """
+    return [sys.executable, str(Path(__file__).with_name("sandbox_kernel.py")),
+            str(sandbox_config), "-f", "{connection_file}"]
 
 
 def _sandbox_config(spec: JobSpec, job: Path, workdir: Path) -> dict:
@@ -294,6 +275,10 @@ def _sandbox_config(spec: JobSpec, job: Path, workdir: Path) -> dict:
            "MPLCONFIGDIR": "/tmp/matplotlib", "COURSE_MODE": "grade", "COURSE_OFFLINE": "1",
            "PYTHONDONTWRITEBYTECODE": "1", "LANG": "C.UTF-8"}
     env.update({k: os.environ[k] for k in SANDBOX_ENV_PASS if os.environ.get(k)})
+    if spec.output_cap is not None:
+        from .capped_stream import CAP_VARIABLE
+
+        env[CAP_VARIABLE] = str(spec.output_cap)
     readonly = []
     for name in SANDBOX_CACHE_VARS:
         path = os.environ.get(name)
@@ -317,6 +302,7 @@ def _sandbox_config(spec: JobSpec, job: Path, workdir: Path) -> dict:
         "readonly": readonly,
         "sockets": str(job / "s"),
         "workdir": str(workdir),
+        "log": str(job / "kernel.log"),
         "hide": list(spec.hide),
         "env": env,
         "etc": {"passwd": str(etc / "passwd"), "group": str(etc / "group")},
@@ -334,6 +320,83 @@ def _job_dir() -> Path:
     return job
 
 
+def _new_job(spec: JobSpec) -> Path:
+    """A job directory laid out for `spec`'s sandbox: sockets folder, sandbox.json, and the
+    kernel's writable folder (autograded/, where nbgrader puts the notebook it runs)."""
+    job = _job_dir()
+    (job / "s").mkdir(mode=0o700)
+    (job / "autograded").mkdir()
+    (job / "sandbox.json").write_text(json.dumps(_sandbox_config(spec, job, job / "autograded")))
+    return job
+
+
+def _sandbox_key(spec: JobSpec) -> tuple:
+    return (tuple(spec.hide), spec.memory_bytes, spec.cpu_seconds or spec.job_timeout,
+            spec.output_cap)
+
+
+# A sandboxed kernel started for the next job of this process: (sandbox key, job dir, km).
+_next: tuple[tuple, Path, object] | None = None
+# Whether each job starts the next job's kernel as it begins (set by long-lived workers).
+PRESTART_NEXT = False
+
+
+def prestart(spec: JobSpec) -> None:
+    """Start the next job's kernel now, with `spec`'s sandbox settings, so that it boots
+    (and imports torch) while this worker waits for and sets up its next job.
+
+    The kernel is a fresh process in a fresh job directory, used by one job only: nothing of
+    one student's kernel reaches the next student's.
+    """
+    global _next
+    from jupyter_core.utils import run_sync
+
+    from .judged import sandbox_kernel_manager
+
+    discard_prestarted()
+    job = _new_job(spec)
+    try:
+        km = sandbox_kernel_manager(kernel_argv(job / "sandbox.json"), str(job / "s" / "k"))
+        run_sync(km.start_kernel)(cwd=str(job / "autograded"))
+    except Exception:
+        import shutil
+
+        shutil.rmtree(job, ignore_errors=True)
+        raise
+    _next = (_sandbox_key(spec), job, km)
+
+
+def discard_prestarted() -> None:
+    """Stop the kernel started for a next job that will not come."""
+    global _next
+    if _next is not None:
+        import shutil
+
+        _, job, km = _next
+        _next = None
+        _discard(km)
+        shutil.rmtree(job, ignore_errors=True)
+
+
+def _discard(km) -> None:
+    if km is not None and km.has_kernel:
+        from jupyter_core.utils import run_sync
+
+        with suppress(Exception):
+            run_sync(km.shutdown_kernel)(now=True)
+
+
+def _take_prestarted(spec: JobSpec) -> tuple[Path, object | None]:
+    """(job directory, its started kernel manager or None) for `spec`."""
+    global _next
+    if _next is not None and _next[0] == _sandbox_key(spec):
+        _, job, km = _next
+        _next = None
+        return job, km
+    discard_prestarted()
+    return _new_job(spec), None
+
+
 def _read_scores(db: Path, assignment: str, student: str) -> tuple[str | None, dict, dict]:
     from nbgrader.api import Gradebook
 
@@ -345,21 +408,6 @@ def _read_scores(db: Path, assignment: str, student: str) -> tuple[str | None, d
             comments[nb.name] = {c.name: c.auto_comment for c in nb.comments}
         stamp = sub.timestamp.isoformat() if sub.timestamp else None
     return stamp, grades, comments
-
-
-def _run(cmd: list[str], cwd: Path, env: dict, timeout: int) -> tuple[str, bool]:
-    """Run `cmd` in its own session; on timeout kill the whole session. (log, timed out)."""
-    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, errors="replace",
-                            start_new_session=True)
-    try:
-        out, _ = proc.communicate(timeout=timeout)
-        return out, False
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        out, _ = proc.communicate()
-        return f"{out}\nkilled after {timeout} s", True
 
 
 def grade(spec: JobSpec) -> JobResult:
@@ -378,33 +426,33 @@ def grade(spec: JobSpec) -> JobResult:
 def _grade(spec: JobSpec, start: float) -> JobResult:
     import shutil
 
+    phases: dict[str, float] = {}
+
     def failed(message: str, log: str) -> JobResult:
         return JobResult(spec.student, spec.assignment, "failed", message,
-                         time.monotonic() - start, log=log[-LOG_CHARS:])
+                         time.monotonic() - start, log=log[-LOG_CHARS:], phases=phases)
 
-    job = _job_dir()
+    job, kernel = _take_prestarted(spec)
+    if PRESTART_NEXT:
+        with suppress(Exception):  # no head start for the next job, that is all
+            prestart(spec)
     try:
         db = job / "gradebook.db"
         db.write_bytes(spec.gradebook)
-        config = spec.config.decode() + JOB_CONFIG.format(
-            kernel=GRADING_KERNEL, timeout=spec.cell_timeout, db_url=f"sqlite:///{db}",
-            ipc=str(job / "s" / "k"))
-        (job / "nbgrader_config.py").write_text(config)
         _write_tree(job / "solutions" / spec.assignment, spec.source)
         submitted = job / "submitted" / INTERNAL_ID / spec.assignment
         submitted.mkdir(parents=True)
         _write_tree(submitted, spec.submission)
         notes = _replace_unreadable(spec, submitted) + _dedupe_notebooks(spec, submitted)
-        (job / "s").mkdir(mode=0o700)
         workdir = job / "autograded" / INTERNAL_ID / spec.assignment
         sandbox = job / "sandbox.json"
-        sandbox.write_text(json.dumps(_sandbox_config(spec, job, workdir)))
-        _install_kernel(job / "jupyter", sandbox)
+        if kernel is not None:
+            from .judged import PRESTARTED
 
-        env = venv_env(COURSE_MODE="grade", JUPYTER_PATH=str(job / "jupyter"))
-        cmd = [sys.executable, "-m", "nbgrader", "autograde", spec.assignment,
-               f"--CourseDirectory.student_id={INTERNAL_ID}", "--force", "--log-level=INFO"]
-        log, timed_out = _run(cmd, job, env, spec.job_timeout)
+            PRESTARTED[str(job / "kernel.log")] = kernel
+        phases["prepare"] = time.monotonic() - start
+
+        log, timed_out = _autograde(spec, job, db, sandbox, workdir, phases)
         if timed_out:
             return failed(f"grading took longer than {spec.job_timeout} s", log)
         if not workdir.is_dir():
@@ -425,9 +473,87 @@ def _grade(spec: JobSpec, start: float) -> JobResult:
         message = "graded" + "".join(f"; {n}" for n in notes)
         return JobResult(spec.student, spec.assignment, "graded", message,
                          time.monotonic() - start, stamp, grades, comments, files,
-                         log[-LOG_CHARS:])
+                         log[-LOG_CHARS:], phases)
     finally:
         shutil.rmtree(job, ignore_errors=True)
+
+
+def _autograde(spec: JobSpec, job: Path, db: Path, sandbox: Path, workdir: Path,
+               phases: dict[str, float]) -> tuple[str, bool]:
+    """nbgrader's Autograde converter, in this process, on the job directory.
+
+    Returns (nbgrader's log, whether the job ran past spec.job_timeout). The worker process
+    keeps nbgrader, SQLAlchemy and the judge loaded from one job to the next; every job still
+    gets a fresh sandboxed kernel, and nothing of the student's runs in this process.
+    """
+    import io
+    import logging
+
+    from nbgrader.converters.base import NbGraderException
+    from nbgrader.coursedir import CourseDirectory
+    from traitlets.config import Config
+
+    from .judged import PRESTARTED, CourseAutograde, JobTimedOut, timings
+
+    stream = io.StringIO()
+    log = logging.getLogger(f"course_utils.grading.job.{job.name}")
+    log.propagate = False
+    log.setLevel(logging.INFO)
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter("[%(levelname)s] %(message)s"))
+    log.addHandler(handler)
+    config = course_config(spec.config)
+    job_config = Config()
+    job_config.JudgedExecute.kernel_argv = kernel_argv(sandbox)
+    job_config.JudgedExecute.kernel_log = str(job / "kernel.log")
+    job_config.JudgedExecute.notebook_dir = str(workdir)
+    job_config.JudgedExecute.deadline = time.monotonic() + spec.job_timeout
+    if spec.cell_timeout is not None:
+        job_config.JudgedExecute.timeout = spec.cell_timeout
+    # The kernel has no network: it talks to this process over Unix sockets in the job folder.
+    job_config.KernelManager.transport = "ipc"
+    job_config.KernelManager.ip = str(job / "s" / "k")
+    config.merge(job_config)
+    timed_out = False
+    try:
+        coursedir = CourseDirectory(config=config, root=str(job), db_url=f"sqlite:///{db}",
+                                    assignment_id=spec.assignment, student_id=INTERNAL_ID)
+        converter = CourseAutograde(coursedir=coursedir, config=config, log=log)
+        converter.force = True
+        with warnings.catch_warnings():
+            # nbgrader's own queries trip SQLAlchemy's autoflush warnings: harmless noise.
+            warnings.filterwarnings("ignore", message=".*not in session.*")
+            converter.start()
+    except NbGraderException:
+        pass  # nbgrader logged the reason; the caller reads it from the log
+    finally:
+        log.removeHandler(handler)
+        phases.update(timings.pop(str(job / "kernel.log"), {}))
+        _discard(PRESTARTED.pop(str(job / "kernel.log"), None))
+    text = stream.getvalue()
+    if JobTimedOut.__name__ in text:
+        timed_out = True
+    kernel_log = job / "kernel.log"
+    if kernel_log.exists():
+        text += "\n--- kernel's own output ---\n" + \
+            kernel_log.read_text(errors="replace")[-LOG_CHARS // 5:]
+    return text, timed_out
+
+
+_CONFIGS: dict[bytes, object] = {}
+
+
+def course_config(text: bytes):
+    """The course's nbgrader_config.py as a traitlets Config (a copy; loaded once per text)."""
+    import copy
+
+    from traitlets.config.loader import PyFileConfigLoader
+
+    if text not in _CONFIGS:
+        with tempfile.TemporaryDirectory(prefix="cfg-") as tmp:
+            Path(tmp, "nbgrader_config.py").write_bytes(text)
+            _CONFIGS[text] = PyFileConfigLoader("nbgrader_config.py", tmp).load_config()
+    return copy.deepcopy(_CONFIGS[text])
 
 
 def _last_error(log: str) -> str:

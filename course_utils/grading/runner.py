@@ -1,9 +1,11 @@
 """Grade every submission of a class: in parallel, resumably, with one gradebook writer.
 
 Layout (nbgrader's): <course>/submitted/<student>/<assignment>/<notebook>.ipynb.
-Jobs run in worker threads that each drive an `nbgrader autograde` process, or on Dask
-workers; results are merged into <course>/gradebook.db by this process alone, so parallel
-grading never meets "database is locked". A submission whose files have not changed since
+Jobs run in long-lived local worker processes (worker.py: one per core, nbgrader and the
+judge loaded once) or on Dask workers; each assignment is prepared once per run, in this
+process. Results are merged into <course>/gradebook.db by this process alone, so parallel
+grading never meets "database is locked", and each submission's feedback is written as its
+result arrives, while the workers go on. A submission whose files have not changed since
 it was last graded is skipped, so re-running is cheap and changes nothing.
 
 One submission's failure is that submission's alone: a folder that is refused (a symbolic
@@ -16,13 +18,13 @@ written here).
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import json
 import os
 import shutil
 import stat
-import subprocess
 import sys
 import tempfile
 import time
@@ -37,12 +39,13 @@ from .job import (
     JobResult,
     JobSpec,
     Refused,
+    course_config,
     grade,
     read_submission,
     read_tree,
-    venv_env,
 )
 from .merge import merge
+from .worker import WorkerPool
 
 STATE_FILE = ".grading_state.json"
 LOG_DIR = "grading-logs"
@@ -81,14 +84,6 @@ class ClassReport:
             more = len(self.attention) - len(named)
             line += ": " + "; ".join(named) + (f"; and {more} more" if more else "")
         return line
-
-
-def _nbgrader(course_dir: Path, *args: str) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "nbgrader", *args, "--log-level=ERROR"]
-    proc = subprocess.run(cmd, cwd=course_dir, capture_output=True, text=True, env=venv_env())
-    if proc.returncode != 0:
-        raise RuntimeError(f"`nbgrader {' '.join(args)}` failed:\n{proc.stdout}{proc.stderr}")
-    return proc
 
 
 def find_submissions(course_dir: Path, assignments: Iterable[str] | None = None,
@@ -161,37 +156,93 @@ class AssignmentFiles:
     gradebook: bytes
 
 
-def prepare_assignment(course_dir: Path, db_url: str, assignment: str) -> AssignmentFiles:
-    """Register the assignment in the course gradebook and build what every job needs.
+def _generate(course_dir: Path, assignment: str, release: Path, db_url: str) -> None:
+    """nbgrader's generate_assignment, in this process, writing the student copy to
+    `release` and the assignment's cells to the gradebook at `db_url`."""
+    import io
+    import logging
 
-    `generate_assignment` writes its student copy to a scratch folder, so notebooks/ is
-    never touched; a second run with a private gradebook gives jobs a gradebook that knows
-    the assignment's cells and nothing about any student.
+    from nbgrader.converters import GenerateAssignment, NbGraderException
+    from nbgrader.coursedir import CourseDirectory
+
+    _venv_on_path()  # a new gradebook asks the `alembic` command for its schema version
+    stream = io.StringIO()
+    log = logging.getLogger("course_utils.grading.generate")
+    log.propagate = False
+    log.setLevel(logging.WARNING)
+    handler = logging.StreamHandler(stream)
+    log.addHandler(handler)
+    config = course_config((course_dir / "nbgrader_config.py").read_bytes()) \
+        if (course_dir / "nbgrader_config.py").exists() else None
+    try:
+        coursedir = CourseDirectory(config=config, root=str(course_dir), db_url=db_url,
+                                    release_directory=str(release), assignment_id=assignment)
+        converter = GenerateAssignment(coursedir=coursedir, config=config, log=log)
+        converter.force = True
+        converter.start()
+    except NbGraderException:
+        raise RuntimeError(f"nbgrader could not prepare {assignment}:\n"
+                           f"{stream.getvalue()[-2000:]}") from None
+    finally:
+        log.removeHandler(handler)
+
+
+def _venv_on_path() -> None:
+    bin_dir = os.path.dirname(sys.executable)
+    if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
+
+
+def _source_cells(db_url: str, assignment: str) -> set | None:
+    """(notebook, cell, kind, checksum, points) of every source cell the gradebook holds for
+    `assignment`; None when it does not know the assignment."""
+    from nbgrader.api import Gradebook, MissingEntry
+
+    with Gradebook(db_url) as gb:
+        try:
+            found = gb.find_assignment(assignment)
+        except MissingEntry:
+            return None
+        cells = set()
+        for nb in found.notebooks:
+            cells |= {(nb.name, c.name, c.cell_type, c.checksum, None) for c in nb.source_cells}
+            cells |= {(nb.name, c.name, "grade", None, c.max_score) for c in nb.grade_cells}
+        return cells
+
+
+def prepare_assignment(course_dir: Path, db_url: str, assignment: str) -> AssignmentFiles:
+    """What every job of `assignment` needs, and the assignment registered in the course
+    gradebook.
+
+    generate_assignment runs in this process, once, with a private gradebook: that gives the
+    jobs a gradebook that knows the assignment's cells and nothing about any student, and
+    the student copy (written to a scratch folder: notebooks/ is never touched). The course
+    gradebook is written only when it does not hold these very cells yet (same checksums
+    and points), so an unchanged source costs it nothing.
     """
     source_dir = course_dir / "solutions" / assignment
     if not source_dir.is_dir():
         raise FileNotFoundError(f"unknown assignment {assignment!r}: no {source_dir}")
     with tempfile.TemporaryDirectory() as tmp:
         scratch = Path(tmp)
-        _nbgrader(course_dir, "generate_assignment", assignment, "--force",
-                  f"--CourseDirectory.release_directory={scratch / 'release'}",
-                  f"--CourseDirectory.db_url={db_url}")
         job_db = scratch / "gradebook.db"
-        _nbgrader(course_dir, "generate_assignment", assignment, "--force",
-                  f"--CourseDirectory.release_directory={scratch / 'release'}",
-                  f"--CourseDirectory.db_url=sqlite:///{job_db}")
+        _generate(course_dir, assignment, scratch / "release", f"sqlite:///{job_db}")
+        if _source_cells(db_url, assignment) != _source_cells(f"sqlite:///{job_db}",
+                                                              assignment):
+            _generate(course_dir, assignment, scratch / "course-release", db_url)
         return AssignmentFiles(read_tree(source_dir),
                                read_tree(scratch / "release" / assignment),
                                job_db.read_bytes())
 
 
-def _run_jobs(specs: list[JobSpec], workers: int, scheduler: str | None):
-    """Yield JobResults as they finish, from threads or from a Dask cluster."""
+def _run_jobs(specs: list[JobSpec], pool: WorkerPool | None, scheduler: str | None,
+              workers: int):
+    """Yield JobResults as they finish, from local worker processes or a Dask cluster."""
     if not specs:
         return
     if scheduler is None:
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            futures = {pool.submit(grade, spec): spec for spec in specs}
+        with ThreadPoolExecutor(max_workers=workers) as threads:
+            futures = {threads.submit(pool.grade, spec): spec for spec in specs}
             for future in as_completed(futures):
                 yield _result(future, futures[future])
         return
@@ -206,14 +257,27 @@ def _run_jobs(specs: list[JobSpec], workers: int, scheduler: str | None):
     else:
         client = Client(scheduler)
     try:
+        # Dask workers are long-lived too: each starts its next job's kernel as a job begins.
+        client.run(_long_lived, True)
         futures = client.map(grade, specs, pure=False)
         by_key = {future.key: spec for future, spec in zip(futures, specs, strict=True)}
         for future in dask_completed(futures):
             yield _result(future, by_key[future.key])
     finally:
+        with contextlib.suppress(Exception):
+            client.run(_long_lived, False)  # and stop the kernel no job will use
         client.close()
         if cluster is not None:
             cluster.close()
+
+
+def _long_lived(on: bool) -> None:
+    """On a Dask worker: start (or stop starting) the next job's kernel ahead of it."""
+    from . import job
+
+    job.PRESTART_NEXT = on
+    if not on:
+        job.discard_prestarted()
 
 
 def _result(future, spec: JobSpec) -> JobResult:
@@ -315,6 +379,15 @@ def write_feedback(course_dir: Path, db_url: str, student: str, assignment: str)
     return target
 
 
+def _feedback(course_dir: Path, db_url: str, result: JobResult) -> str:
+    """Write the result's feedback; '' or a note saying why there is none."""
+    try:
+        write_feedback(course_dir, db_url, result.student, result.assignment)
+    except Exception as exc:  # noqa: BLE001 - the grades stand; say what is missing
+        return f"  (no feedback: {type(exc).__name__}: {str(exc)[:200]})"
+    return ""
+
+
 def _log_path(course_dir: Path, student: str, assignment: str) -> Path:
     return course_dir / LOG_DIR / student / f"{assignment}.log"
 
@@ -374,11 +447,14 @@ class Progress:
 
 def grade_class(course_dir: str | os.PathLike = ".", workers: int | None = None,
                 assignments: Iterable[str] | None = None, students: Iterable[str] | None = None,
-                scheduler: str | None = None, cell_timeout: int = 60,
+                scheduler: str | None = None, cell_timeout: int | None = None,
                 memory_bytes: int | None = None, force: bool = False,
                 log: Callable[[str], None] = print, progress: bool | None = None
                 ) -> ClassReport:
     """Autograde new or changed submissions, then write feedback and grades.csv.
+
+    ``cell_timeout`` and ``memory_bytes``: None keeps the one default of each (the course's
+    nbgrader_config.py for the cell timeout, sandbox_kernel.DEFAULT_MEMORY for memory).
 
     ``progress``: a progress bar on stderr while jobs finish (count, rate, ETA); None (the
     default) shows it when stderr is a terminal and not under pytest.
@@ -418,63 +494,69 @@ def grade_class(course_dir: str | os.PathLike = ".", workers: int | None = None,
     config = (course_dir / "nbgrader_config.py").read_bytes()
     hide = sorted({str(root / name) for root in (course_dir, PACKAGE_REPO)
                    for name in HIDDEN_FROM_STUDENTS})
-    prepared = {a: prepare_assignment(course_dir, db_url, a)
-                for a in sorted({a for _, a, _ in todo} & known)}
-    specs, refused = [], []
-    for s, a, _ in todo:
-        try:
-            if a not in known:
-                raise Refused(f"there is no assignment {a!r} in solutions/")
-            files = load_submission(course_dir, s, a)
-        except (Refused, OSError) as exc:
-            refused.append(JobResult(s, a, "failed", str(exc), 0.0,
-                                     log=f"refused before grading: {exc}"))
-            continue
-        specs.append(JobSpec(s, a, config, prepared[a].source, prepared[a].release,
-                             prepared[a].gradebook, files, cell_timeout=cell_timeout,
-                             memory_bytes=memory_bytes, hide=hide))
-    digests = {(s, a): d for s, a, d in todo}
+    # Local workers start now and load nbgrader and torch while the assignments are prepared.
+    with _workers(len(todo), workers, scheduler) as pool:
+        prepared = {a: prepare_assignment(course_dir, db_url, a)
+                    for a in sorted({a for _, a, _ in todo} & known)}
+        specs, refused = [], []
+        for s, a, _ in todo:
+            try:
+                if a not in known:
+                    raise Refused(f"there is no assignment {a!r} in solutions/")
+                files = load_submission(course_dir, s, a)
+            except (Refused, OSError) as exc:
+                refused.append(JobResult(s, a, "failed", str(exc), 0.0,
+                                         log=f"refused before grading: {exc}"))
+                continue
+            specs.append(JobSpec(s, a, config, prepared[a].source, prepared[a].release,
+                                 prepared[a].gradebook, files, cell_timeout=cell_timeout,
+                                 memory_bytes=memory_bytes, hide=hide))
+        digests = {(s, a): d for s, a, d in todo}
 
-    def results():
-        yield from refused
-        yield from _run_jobs(specs, workers, scheduler)
+        def results():
+            yield from refused
+            yield from _run_jobs(specs, pool, scheduler, workers)
 
-    bar = Progress(len(todo), progress, log)
-    for result in results():
-        bar.advance()
-        key = (result.student, result.assignment)
-        entry = {"digest": digests[key], "status": result.status}
-        if result.assignment in known:
-            merge(course_dir, db_url, result)
-        note = ""
-        if result.status == "graded":
-            _log_path(course_dir, *key).unlink(missing_ok=True)
-        else:
-            entry["log"] = _record_failure(course_dir, result)
-            entry["message"] = result.message
-            report.attention[key] = (result.message, entry["log"])
-            note = f"  (log: {entry['log']})"
-        state[f"{result.student}/{result.assignment}"] = entry
-        state_path.write_text(json.dumps(state, indent=1, sort_keys=True, ensure_ascii=False))
-        report.graded.append(result)
-        bar.log(f"  {result.student:<24} {result.assignment:<24} {result.status:<7} "
-                f"{result.seconds:5.1f} s  {result.message}{note}")
-    bar.close()
+        bar = Progress(len(todo), progress, log)
+        for result in results():
+            bar.advance()
+            key = (result.student, result.assignment)
+            entry = {"digest": digests[key], "status": result.status}
+            if result.assignment in known:
+                merge(course_dir, db_url, result)
+            note = ""
+            if result.status == "graded":
+                _log_path(course_dir, *key).unlink(missing_ok=True)
+                # Written now, while the workers grade the next submissions, not all at the end.
+                note = _feedback(course_dir, db_url, result)
+            else:
+                entry["log"] = _record_failure(course_dir, result)
+                entry["message"] = result.message
+                report.attention[key] = (result.message, entry["log"])
+                note = f"  (log: {entry['log']})"
+            state[f"{result.student}/{result.assignment}"] = entry
+            state_path.write_text(json.dumps(state, indent=1, sort_keys=True, ensure_ascii=False))
+            report.graded.append(result)
+            bar.log(f"  {result.student:<24} {result.assignment:<24} {result.status:<7} "
+                    f"{result.seconds:5.1f} s  {result.message}{note}")
+        bar.close()
 
-    for result in sorted(report.graded, key=lambda r: (r.student, r.assignment)):
-        if result.status != "graded":
-            continue
-        try:
-            write_feedback(course_dir, db_url, result.student, result.assignment)
-        except Exception as exc:  # noqa: BLE001 - the grades stand; say what is missing
-            log(f"  {result.student:<24} {result.assignment:<24} no feedback: "
-                f"{type(exc).__name__}: {exc}")
     report.csv_path = course_dir / "grades.csv"
     if report.graded or not report.csv_path.exists():
         export_csv(db_url, report.csv_path)
     report.scores = _scores(db_url)
     report.seconds = time.monotonic() - started
     return report
+
+
+@contextlib.contextmanager
+def _workers(jobs: int, workers: int, scheduler: str | None):
+    """A WorkerPool for local grading (None on Dask or with nothing to grade)."""
+    if not jobs or scheduler is not None:
+        yield None
+        return
+    with WorkerPool(min(workers, jobs)) as pool:
+        yield pool
 
 
 def refresh_feedback(course_dir: str | os.PathLike = ".",

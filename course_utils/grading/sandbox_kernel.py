@@ -13,7 +13,8 @@ written by the grading job (job.py) and names what the kernel may see. Inside th
   a made-up passwd), the Python environment (`python`: the venv and its base interpreter),
   the course package folder alone (`code`), `readonly` extras (the dataset and torch hub
   caches when set), the notebook folder read-write (`workdir`, the working directory),
-  the connection file read-only, a private size-capped /tmp, /dev and /proc. Paths
+  the connection file read-only, a private size-capped /tmp, /dev and /proc; its stdout
+  and stderr go to `log` (outside, written through the inherited descriptors only). Paths
   in `hide` that lie inside a bound folder are covered by empty folders;
 - a clean environment: only the variables in `env`;
 - no capabilities, its own PID, IPC, UTS and user namespaces, its own session;
@@ -103,9 +104,18 @@ def main(argv: list[str] | None = None) -> None:
               # In its own PID namespace the kernel's parent is pid 1, which ipykernel's parent
               # poller reads as "orphaned"; --die-with-parent does that job instead.
               "--IPKernelApp.parent_handle=1",
+              # torch loads while the kernel boots (often before its job comes: job.prestart),
+              # leaving no name behind: the notebook's own imports then cost nothing.
+              "--IPKernelApp.exec_lines=import torch as _preloaded; del _preloaded",
               *argv[1:]]
     connection_file = argv[argv.index("-f") + 1] if "-f" in argv else None
     cmd = bwrap_argv(config, kernel, connection_file)
+    if config.get("log"):
+        # The kernel's own stdout and stderr (warnings, crashes) go to the job's log file.
+        fd = os.open(config["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        os.close(fd)
     set_limits(config)
     os.execv(cmd[0], cmd)
 
