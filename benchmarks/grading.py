@@ -109,11 +109,14 @@ def full_submission(workdir: Path) -> None:
     by_lesson = {r.assignment: r for r in report.graded}
     cells = cells_seconds(report)
     print(f"One complete submission of all {len(lessons)} lessons ({uptime()}):")
-    print(f"  {'lesson':<24} {'plain GRADE run':>16} {'graded (1 worker)':>18} {'points':>9}")
+    print(f"  {'lesson':<24} {'plain GRADE run':>16} {'graded (1 worker)':>18} "
+          f"{'of which: cells':>16} {'judge':>7} {'kernel wait':>12} {'points':>9}")
     for lesson in lessons:
         score, out_of = report.scores["complete"][lesson]
+        phases = by_lesson[lesson].phases
         print(f"  {lesson:<24} {plain[lesson]:14.1f} s {by_lesson[lesson].seconds:16.1f} s "
-              f"{score:4.0f}/{out_of:<4.0f}")
+              f"{phases.get('cells', 0):14.1f} s {phases.get('judge', 0):5.1f} s "
+              f"{phases.get('kernel_start', 0):10.1f} s {score:4.0f}/{out_of:<4.0f}")
     print(f"  {'total':<24} {sum(plain.values()):14.1f} s {total:16.1f} s   "
           f"(ours / plain = {total / sum(plain.values()):.2f}; target <= 1.3)")
     print(f"  fixed cost per job (all but executing cells, run overheads included): "
