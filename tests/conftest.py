@@ -3,13 +3,14 @@
 Tiers (markers, registered in pyproject.toml; `make test` runs them all, `make test-fast`
 runs `-m unit`):
 
-- ``unit``: in-process tests of course_utils, the checks and the corpora; a plain kernel at
-  most. The default for a test that matches no rule below.
+- ``unit``: in-process tests of course_utils, the checks and the corpora. The default for a
+  test that matches no rule below.
 - ``notebooks``: tests that execute a lesson or generate its student copy
   (tests/test_notebooks.py, tests/test_lesson_*.py, and any test that uses
   ``executed_notebook``).
 - ``grading``: real nbgrader runs, most in the bubblewrap sandbox (tests/test_grading*.py,
-  tests/test_report.py).
+  tests/test_report.py), and the grader's judge talking to a real kernel (any test that uses
+  ``kernel``: tests/test_judge*.py, tests/test_checks_practice.py).
 - ``ui``: a JupyterLab server or a browser (tests/test_lab.py, tests/test_browser.py).
 
 A test's own tier marker (``@pytest.mark.grading``) wins over the rules; then the fixtures
@@ -44,7 +45,7 @@ FILE_TIERS = [
     ("test_lab.py", "ui"),
 ]
 # Fixtures that put a test in a tier wherever it lives.
-FIXTURE_TIERS = {"executed_notebook": "notebooks"}
+FIXTURE_TIERS = {"executed_notebook": "notebooks", "kernel": "grading"}
 MODES = ("grade", "quick")
 COPIES = ("solution", "student")
 
