@@ -1,7 +1,9 @@
-"""Reference models shared between lessons.
+"""Reference models and building rules shared between lessons.
 
 CIFAR10Net is the small CNN built in lesson 01; lesson 04's Exercise 3 adds a
 squeeze-and-excitation block to its second conv layer, and the checker compares against it.
+stage_sizes is the rule lesson 03's CIFAR networks use to spread layers over their stages.
+Graded answers (BasicBlock, SEBlock, the exercise networks) are deliberately not here.
 """
 
 from __future__ import annotations
@@ -39,3 +41,13 @@ class CIFAR10Net(nn.Module):
         x = self.pool(torch.relu(self.bn2(self.conv2(x))))
         x = self.pool(torch.relu(self.bn3(self.conv3(x))))
         return self.classifier(x)
+
+
+def stage_sizes(n: int, stages: int = 3) -> list[int]:
+    """Spread n layers (or blocks) over the stages as evenly as possible, earlier ones first.
+
+    stage_sizes(5) == [2, 2, 1]; stage_sizes(6) == [2, 2, 2].
+    """
+    if n < 0 or stages < 1:
+        raise ValueError(f"need n >= 0 and stages >= 1, not n={n}, stages={stages}")
+    return [n // stages + (1 if i < n % stages else 0) for i in range(stages)]
