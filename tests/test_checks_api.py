@@ -15,7 +15,7 @@ API_NAMES = {"basic_block", "se_block", "ex1_plain_cnn", "ex1_cifar_resnet", "ex
              "practice_conv2d_im2col", "practice_conv_cost", "practice_vgg_num_params",
              "practice_vgg_conv_macs", "practice_interpolate_pos_embedding",
              "practice_attention_distance", "box_cxcywh_to_xyxy", "box_xyxy_to_cxcywh",
-             "param_groups"}
+             "param_groups", "practice_grad_cam"}
 
 
 def message(name, obj, **options):
