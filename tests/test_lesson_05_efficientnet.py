@@ -1,5 +1,5 @@
-"""Lesson 05: the cells that GRADE mode skips (eleven-model comparison, thop vs exact counts,
-timings) hold assertions too — run them once in QUICK mode so they cannot rot unnoticed."""
+"""Lesson 05: the cells that GRADE mode shortens (eleven-model comparison, thop vs exact counts,
+timings) hold assertions too — run them once in QUICK mode, at full size, so they cannot rot."""
 
 import pytest
 
@@ -11,7 +11,7 @@ VERIFIED = [
     "MobileNetV2: 3,504,872 parameters",
     "EfficientNet-B0: 5,288,548 parameters",
     "outputs equal torchvision's MBConv in eval and in (seeded) train mode",
-    "our builder with the seed's width/depth has exactly torchvision's parameters for B0–B7",
+    "our builder with the released width/depth has exactly torchvision's parameters for B0–B7",
     "for all 11 models",
     "ConvNeXt-T: thop misses 9,696 parameters",
     "the gap is fully accounted for",
