@@ -21,7 +21,7 @@ Names, by lesson (``available_checks()`` gives the API each one expects, e.g.
 ``ex5_plot``; 05 ``ex4_efficiency_table`` (option ``rows``: the table the notebook already
 computed), ``ex4_best``; 06 ``practice_interpolate_pos_embedding``,
 ``practice_attention_distance``; 07 ``box_cxcywh_to_xyxy``, ``box_xyxy_to_cxcywh``,
-``param_groups``. ``summary()`` lists a lesson's graded items with their verdicts.
+``param_groups``, ``practice_grad_cam``. ``summary()`` lists a lesson's graded items with their verdicts.
 
 Why a conv bias right before BatchNorm is only a note: in train mode BatchNorm subtracts the
 per-channel batch mean, which removes a per-channel constant exactly (the bias's gradient is
