@@ -222,7 +222,7 @@ def assert_same_outputs(ours: nn.Module, theirs: nn.Module, x: torch.Tensor, *,
     allowed = RTOL * max(1.0, scale)
     if not worst <= allowed:  # also catches NaN
         raise NetworkMismatch(f"outputs differ: max |ours − theirs| = {worst:.3g}, allowed "
-                              f"{allowed:.3g} (RTOL {RTOL:g} × max |theirs| {scale:.3g})")
+                              f"{allowed:.3g} = {RTOL:g} × max(1, max |theirs| = {scale:.3g})")
     return Comparison(worst, scale, mine)
 
 
