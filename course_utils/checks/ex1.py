@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..models import stage_sizes
 from . import _nets as nets
 from . import _resnet_like as resnet_like
 from . import _tensors
@@ -46,11 +47,6 @@ RESNET_SPEC = ("a stem of one 3×3 conv 3 → 16 (stride 1, padding 1, no bias) 
                "32 and 64 channels with stage_sizes(num_blocks), the first block of stages 2 "
                "and 3 with stride 2; then global average pooling and nn.Linear(64, "
                "num_classes); forward returns these logits.")
-
-
-def stage_sizes(n: int, stages: int = 3) -> list[int]:
-    """The notebook's helper: n layers (or blocks) spread over the stages, earlier ones first."""
-    return [n // stages + (1 if i < n % stages else 0) for i in range(stages)]
 
 
 def _images(batch: int = 2, seed: int = 0):
