@@ -1,7 +1,7 @@
 """Autograding speed against its physical limit, with the sandbox and the judge on.
 
     python benchmarks/grading.py [--students 20] [--lesson 03_resnet] [--workers 2]
-                                 [--skip-full] [--skip-dask] [--one-worker]
+                                 [--skip-full] [--skip-class] [--skip-dask] [--one-worker]
 
 1. One complete submission of all seven lessons, graded by `course_utils.grading` with one
    worker, next to executing the same seven notebooks plainly in GRADE mode (one kernel per
@@ -170,6 +170,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--skip-full", action="store_true",
                         help="skip grading one full seven-lesson submission")
+    parser.add_argument("--skip-class", action="store_true", help="skip the class of N")
     parser.add_argument("--skip-dask", action="store_true", help="skip the Dask row")
     parser.add_argument("--one-worker", action="store_true", help="add a row with 1 worker")
     args = parser.parse_args(argv)
@@ -184,8 +185,9 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="grading-bench-") as tmp:
         if not args.skip_full:
             full_submission(Path(tmp))
-        class_throughput(Path(tmp), args.lesson, args.students, args.workers,
-                         not args.skip_dask, args.one_worker)
+        if not args.skip_class:
+            class_throughput(Path(tmp), args.lesson, args.students, args.workers,
+                             not args.skip_dask, args.one_worker)
     print(f"\nbenchmark time {time.perf_counter() - start:.0f} s; at the end: {uptime()}")
 
 

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -210,6 +212,20 @@ def _source_cells(db_url: str, assignment: str) -> set | None:
         return cells
 
 
+@functools.cache
+def _empty_gradebook() -> bytes:
+    """An empty gradebook, made once per process: a new one asks the `alembic` command
+    (a Python start) for its schema version."""
+    from nbgrader.api import Gradebook
+
+    _venv_on_path()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "gradebook.db"
+        with Gradebook(f"sqlite:///{path}"):
+            pass
+        return path.read_bytes()
+
+
 def prepare_assignment(course_dir: Path, db_url: str, assignment: str) -> AssignmentFiles:
     """What every job of `assignment` needs, and the assignment registered in the course
     gradebook.
@@ -226,6 +242,7 @@ def prepare_assignment(course_dir: Path, db_url: str, assignment: str) -> Assign
     with tempfile.TemporaryDirectory() as tmp:
         scratch = Path(tmp)
         job_db = scratch / "gradebook.db"
+        job_db.write_bytes(_empty_gradebook())
         _generate(course_dir, assignment, scratch / "release", f"sqlite:///{job_db}")
         if _source_cells(db_url, assignment) != _source_cells(f"sqlite:///{job_db}",
                                                               assignment):
@@ -235,16 +252,19 @@ def prepare_assignment(course_dir: Path, db_url: str, assignment: str) -> Assign
                                job_db.read_bytes())
 
 
-def _run_jobs(specs: list[JobSpec], pool: WorkerPool | None, scheduler: str | None,
+def _run_jobs(specs: Iterable[JobSpec], pool: WorkerPool | None, scheduler: str | None,
               workers: int):
-    """Yield JobResults as they finish, from local worker processes or a Dask cluster."""
-    if not specs:
-        return
+    """Yield JobResults as they finish, from local worker processes or a Dask cluster.
+
+    Local jobs are handed to the workers as `specs` yields them."""
     if scheduler is None:
         with ThreadPoolExecutor(max_workers=workers) as threads:
             futures = {threads.submit(pool.grade, spec): spec for spec in specs}
             for future in as_completed(futures):
                 yield _result(future, futures[future])
+        return
+    specs = list(specs)
+    if not specs:
         return
     from dask.distributed import Client, LocalCluster
     from dask.distributed import as_completed as dask_completed
@@ -495,27 +515,37 @@ def grade_class(course_dir: str | os.PathLike = ".", workers: int | None = None,
     hide = sorted({str(root / name) for root in (course_dir, PACKAGE_REPO)
                    for name in HIDDEN_FROM_STUDENTS})
     # Local workers start now and load nbgrader and torch while the assignments are prepared.
-    with _workers(len(todo), workers, scheduler) as pool:
-        prepared = {a: prepare_assignment(course_dir, db_url, a)
-                    for a in sorted({a for _, a, _ in todo} & known)}
-        specs, refused = [], []
-        for s, a, _ in todo:
-            try:
-                if a not in known:
-                    raise Refused(f"there is no assignment {a!r} in solutions/")
-                files = load_submission(course_dir, s, a)
-            except (Refused, OSError) as exc:
-                refused.append(JobResult(s, a, "failed", str(exc), 0.0,
-                                         log=f"refused before grading: {exc}"))
-                continue
-            specs.append(JobSpec(s, a, config, prepared[a].source, prepared[a].release,
-                                 prepared[a].gradebook, files, cell_timeout=cell_timeout,
-                                 memory_bytes=memory_bytes, hide=hide))
+    template = JobSpec("", "", config, {}, {}, b"", {}, cell_timeout=cell_timeout,
+                       memory_bytes=memory_bytes, hide=hide)
+    with _workers(len(todo), workers, scheduler, template) as pool:
+        refused = []
+
+        def specs():
+            """Jobs, one assignment after the other: the first assignment's jobs run while
+            the next one is prepared."""
+            for assignment in sorted({a for _, a, _ in todo}):
+                prepared = prepare_assignment(course_dir, db_url, assignment) \
+                    if assignment in known else None
+                for s, a, _ in todo:
+                    if a != assignment:
+                        continue
+                    try:
+                        if prepared is None:
+                            raise Refused(f"there is no assignment {a!r} in solutions/")
+                        files = load_submission(course_dir, s, a)
+                    except (Refused, OSError) as exc:
+                        refused.append(JobResult(s, a, "failed", str(exc), 0.0,
+                                                 log=f"refused before grading: {exc}"))
+                        continue
+                    yield dataclasses.replace(template, student=s, assignment=a,
+                                              source=prepared.source, release=prepared.release,
+                                              gradebook=prepared.gradebook, submission=files)
+
         digests = {(s, a): d for s, a, d in todo}
 
         def results():
+            yield from _run_jobs(specs(), pool, scheduler, workers)
             yield from refused
-            yield from _run_jobs(specs, pool, scheduler, workers)
 
         bar = Progress(len(todo), progress, log)
         for result in results():
@@ -550,12 +580,13 @@ def grade_class(course_dir: str | os.PathLike = ".", workers: int | None = None,
 
 
 @contextlib.contextmanager
-def _workers(jobs: int, workers: int, scheduler: str | None):
-    """A WorkerPool for local grading (None on Dask or with nothing to grade)."""
+def _workers(jobs: int, workers: int, scheduler: str | None, template: JobSpec):
+    """A WorkerPool for local grading (None on Dask or with nothing to grade); each worker
+    starts a kernel with `template`'s sandbox settings for its first job right away."""
     if not jobs or scheduler is not None:
         yield None
         return
-    with WorkerPool(min(workers, jobs)) as pool:
+    with WorkerPool(min(workers, jobs), template) as pool:
         yield pool
 
 

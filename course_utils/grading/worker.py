@@ -12,11 +12,13 @@ out, each a length-prefixed pickle between two trusted processes. A worker that 
 job that runs past its time limit, costs that job alone: the worker is killed (its kernel
 goes with it) and a new one takes its place.
 
-    python -m course_utils.grading.worker     (started by WorkerPool, never by hand)
+    python -m course_utils.grading.worker [TEMPLATE]   (started by WorkerPool, never by hand;
+                                                        TEMPLATE: a JobSpec, base64 pickle)
 """
 
 from __future__ import annotations
 
+import base64
 import os
 import pickle
 import queue
@@ -63,15 +65,18 @@ def _read_exact(fd: int, size: int, deadline: float | None) -> bytes:
 class Worker:
     """One worker process, driven from the parent."""
 
-    def __init__(self, threads: int | None = None) -> None:
-        self.threads = threads
+    def __init__(self, threads: int | None = None, template: JobSpec | None = None) -> None:
+        self.threads, self.template = threads, template
         # Threads for torch in this worker and in its kernels (the sandbox passes them on):
         # one worker per core must not start a thread per core each.
         extra = {} if threads is None or "OMP_NUM_THREADS" in os.environ else \
             {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
         self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the worker
+        # The template's sandbox settings let the worker start its first job's kernel at once.
+        first = [] if template is None else \
+            [base64.b64encode(pickle.dumps(template)).decode("ascii")]
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "course_utils.grading.worker"], stdin=subprocess.PIPE,
+            [sys.executable, "-m", "course_utils.grading.worker", *first], stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, stderr=self._stderr, env=venv_env(**extra),
             start_new_session=True)  # out of reach of the terminal's Ctrl-C to the runner
 
@@ -114,11 +119,11 @@ class Worker:
 class WorkerPool:
     """`size` workers, started at once so that they load while the runner prepares."""
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, template: JobSpec | None = None) -> None:
         self._idle: queue.Queue[Worker] = queue.Queue()
         threads = max(1, (os.cpu_count() or 1) // size)
         for _ in range(size):
-            self._idle.put(Worker(threads))
+            self._idle.put(Worker(threads, template))
 
     def grade(self, spec: JobSpec) -> JobResult:
         """Grade `spec` on an idle worker (blocks until one is free); never raises."""
@@ -127,7 +132,7 @@ class WorkerPool:
         try:
             result = worker.grade(spec)
         except WorkerDied as exc:
-            worker = Worker(worker.threads)
+            worker = Worker(worker.threads, worker.template)
             message, _, log = str(exc).partition("\n")
             return JobResult(spec.student, spec.assignment, "failed", message,
                              time.monotonic() - start, log=log or message)
@@ -156,6 +161,9 @@ def main() -> None:
     )
 
     job.PRESTART_NEXT = True
+    if len(sys.argv) > 1:  # a template job: start the first job's kernel now
+        with suppress(Exception):
+            job.prestart(pickle.loads(base64.b64decode(sys.argv[1])))
     requests = sys.stdin.buffer
     try:
         while True:
