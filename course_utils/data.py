@@ -85,6 +85,9 @@ def _shape_mask(kind: int, size: int, cy: float, cx: float, r: float, rng) -> np
     raise ValueError(f"unknown shape class {kind}")
 
 
+RENDER_CACHE_ITEMS = 20_000  # at most ~260 MB of drawn 32 px shapes per dataset
+
+
 class ShapesDataset(Dataset):
     """Synthetic images of 10 shape classes, deterministic from `seed` (item i is always the same).
 
@@ -117,11 +120,24 @@ class ShapesDataset(Dataset):
         self.transform = transform
         self.source = (f"shapes: {n:,} synthetic {image_size}x{image_size} RGB images, "
                        f"{len(SHAPE_CLASSES)} classes (offline, seed {seed})")
+        # Training reads the same images every epoch; drawing one costs about as much as a
+        # small model's step per image, so keep the first RENDER_CACHE_ITEMS drawn (~13 KB each
+        # at 32 px). Transforms still run on every read, so augmentation stays random.
+        self._rendered: dict[int, tuple] = {}
 
     def __len__(self) -> int:
         return self.n
 
     def _render(self, index: int):
+        if index not in self._rendered:
+            image, mask, kinds = self._draw(index)
+            if len(self._rendered) >= RENDER_CACHE_ITEMS:
+                return image, mask, kinds
+            self._rendered[index] = image, mask.astype(np.int16), kinds
+        image, mask, kinds = self._rendered[index]
+        return image.copy(), mask.astype(np.int64), kinds
+
+    def _draw(self, index: int):
         rng = np.random.default_rng([self.seed, index])
         s = self.image_size
         background = rng.uniform(0.0, 1.0, size=3)

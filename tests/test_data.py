@@ -44,6 +44,20 @@ def test_shapes_are_deterministic_and_well_formed():
     assert labels == set(range(len(SHAPE_CLASSES)))
 
 
+def test_shapes_drawn_once_read_the_same_and_stay_unshared(monkeypatch):
+    data = ShapesDataset(n=30, seed=2, with_targets=True, max_objects=3)
+    first = [data[i] for i in range(30)]
+    fresh = ShapesDataset(n=30, seed=2, with_targets=True, max_objects=3)
+    monkeypatch.setattr(data_module, "RENDER_CACHE_ITEMS", 0)  # fresh draws every read
+    for (x, y, t), (x2, y2, t2) in zip(first, (fresh[i] for i in range(30)), strict=True):
+        assert torch.equal(x, x2) and y == y2
+        assert torch.equal(t["mask"], t2["mask"]) and torch.equal(t["boxes"], t2["boxes"])
+    first[0][0].zero_()  # a caller's in-place edit must not reach the kept image
+    first[0][2]["mask"].zero_()
+    again = data[0]
+    assert again[0].abs().sum() > 0 and again[2]["mask"].any()
+
+
 @pytest.mark.parametrize("max_objects", [1, 3])
 def test_shapes_boxes_and_masks_match_the_pixels(max_objects):
     data = ShapesDataset(n=60, seed=1, with_targets=True, max_objects=max_objects)
