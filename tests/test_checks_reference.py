@@ -8,18 +8,8 @@ from torchvision.ops import SqueezeExcitation
 
 from course_utils.checks import _reference as ref
 from course_utils.checks._mistakes import basic_block_params, se_params
+from course_utils.compare import randomize_
 from course_utils.models import CIFAR10Net
-
-
-def _randomise(module: nn.Module, seed: int = 0) -> None:
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in module.parameters():
-            p.copy_(torch.randn(p.shape, generator=g) * 0.3)
-        for m in module.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.3)
-                m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
 
 
 def _bn(m: nn.BatchNorm2d) -> dict:
@@ -35,7 +25,7 @@ def test_basic_block_reference_equals_torchvision(cin, cout, stride, training):
         downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False),
                                    nn.BatchNorm2d(cout))
     block = TVBasicBlock(cin, cout, stride, downsample)
-    _randomise(block)
+    randomize_(block)
     params = {"conv1": {"weight": block.conv1.weight.detach()}, "bn1": _bn(block.bn1),
               "conv2": {"weight": block.conv2.weight.detach()}, "bn2": _bn(block.bn2)}
     shortcut = None
@@ -57,7 +47,7 @@ def test_parameter_count_of_the_message_example():
 @pytest.mark.parametrize("channels,reduction", [(64, 16), (32, 4), (48, 16)])
 def test_se_reference_equals_torchvision(channels, reduction):
     se = SqueezeExcitation(channels, channels // reduction)
-    _randomise(se)
+    randomize_(se)
     params = {"fc1": {"weight": se.fc1.weight.detach(), "bias": se.fc1.bias.detach()},
               "fc2": {"weight": se.fc2.weight.detach(), "bias": se.fc2.bias.detach()}}
     x = torch.randn(3, channels, 5, 5)
@@ -67,7 +57,7 @@ def test_se_reference_equals_torchvision(channels, reduction):
 
 def test_cifar10net_reference_equals_course_model():
     net = CIFAR10Net().eval()
-    _randomise(net)
+    randomize_(net)
     p = {}
     for i in (1, 2, 3):
         conv = getattr(net, f"conv{i}")
