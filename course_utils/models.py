@@ -3,13 +3,17 @@
 CIFAR10Net is the small CNN built in lesson 01; lesson 04's Exercise 3 adds a
 squeeze-and-excitation block to its second conv layer, and the checker compares against it.
 stage_sizes is the rule lesson 03's CIFAR networks use to spread layers over their stages.
-Graded answers (BasicBlock, SEBlock, the exercise networks) are deliberately not here.
+basic_block builds torchvision's ResNet block, which lesson 03 proves equal to the student's,
+for the later lessons that need one. The graded answers themselves (a BasicBlock written
+from scratch, SEBlock, the exercise networks) are deliberately not here, and the checker
+refuses torchvision's block as an answer wherever it comes from.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import nn
+from torchvision.models.resnet import BasicBlock
 
 
 class CIFAR10Net(nn.Module):
@@ -51,3 +55,12 @@ def stage_sizes(n: int, stages: int = 3) -> list[int]:
     if n < 0 or stages < 1:
         raise ValueError(f"need n >= 0 and stages >= 1, not n={n}, stages={stages}")
     return [n // stages + (1 if i < n % stages else 0) for i in range(stages)]
+
+
+def basic_block(in_channels: int, out_channels: int, stride: int = 1) -> BasicBlock:
+    """torchvision's ResNet basic block, with a 1x1 conv-BN projection shortcut when the shape changes."""
+    downsample = None
+    if stride != 1 or in_channels != out_channels:
+        downsample = nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, stride, bias=False),
+                                   nn.BatchNorm2d(out_channels))
+    return BasicBlock(in_channels, out_channels, stride, downsample)

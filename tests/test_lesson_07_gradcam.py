@@ -42,7 +42,8 @@ def lesson():
     """The notebook's grad_cam/cam and SmallResNet, defined as the notebook defines them."""
     namespace = {"torch": torch, "nn": nn, "F": F}
     exec("from course_utils.profile import count_parameters", namespace)
-    exec(_source("e822c991"), namespace)  # BasicBlock, SmallResNet (prints its size)
+    exec("from course_utils.models import basic_block", namespace)
+    exec(_source("e822c991"), namespace)  # SmallResNet (prints its size)
     exec(_source("cam-code"), namespace)  # grad_cam, the practice item's solution
     return namespace
 
