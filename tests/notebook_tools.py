@@ -130,6 +130,12 @@ class ExecutedNotebook:
         """Code cells whose source contains `snippet` (with their outputs)."""
         return [c for c in self.nb.cells if c.cell_type == "code" and snippet in c.source]
 
+    def cell_text(self, snippet: str) -> str:
+        """What the one code cell containing `snippet` showed as text (see output_text)."""
+        cells = self.cells_with(snippet)
+        assert len(cells) == 1, f"expected one code cell containing {snippet!r}, found {len(cells)}"
+        return output_text(cells[0])
+
 
 __all__ = ["CellExecutionError", "LESSONS", "ROOT", "ExecutedNotebook", "cell_error", "execute",
            "existing_lessons", "generate_student_copy", "is_autograded_test", "nbgrader_meta",

@@ -21,16 +21,9 @@ def quick(executed_notebook):
     return run
 
 
-def _cell_text(run, snippet: str) -> str:
-    from notebook_tools import output_text
-    cells = run.cells_with(snippet)
-    assert len(cells) == 1, f"expected one code cell containing {snippet!r}, found {len(cells)}"
-    return output_text(cells[0])
-
-
 def _evolution_table(run) -> dict:
     """{model: (final test acc %, first epoch clearly below chance or None)} from Exercise 5's table."""
-    text = _cell_text(run, "epochs_evolution = pick(")
+    text = run.cell_text("epochs_evolution = pick(")
     rows = {}
     for name in ("LeNetStyle", "VGGStyle", "ResNetStyle"):
         match = re.search(rf"^{name}\s+[\d,]+\s+[\d.]+\s+([\d.]+)%\s+[\d.]+%\s+(\d+|-)\s", text, re.M)
@@ -61,7 +54,7 @@ def _gate_stats(text: str, label: str) -> tuple[float, float]:
 
 
 def test_exercise3_training_spreads_the_se_gates_away_from_one_half(quick):
-    text = _cell_text(quick, "untrained_gates, _ = record_gates(")
+    text = quick.cell_text("untrained_gates, _ = record_gates(")
     std_before, far_before = _gate_stats(text, "before training")
     std_after, far_after = _gate_stats(text, "after training")
     assert std_before <= 0.07 and far_before <= 12, (std_before, far_before)  # 0.5 ± a little

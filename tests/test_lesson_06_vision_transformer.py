@@ -11,7 +11,6 @@ the fallback model.
 import re
 
 import pytest
-from notebook_tools import output_text
 
 LESSON = "06_vision_transformer"
 
@@ -23,14 +22,8 @@ def quick(executed_notebook):
     return run
 
 
-def _cell_text(run, snippet: str) -> str:
-    cells = run.cells_with(snippet)
-    assert len(cells) == 1, f"expected one code cell containing {snippet!r}, found {len(cells)}"
-    return output_text(cells[0])
-
-
 def test_both_models_leave_chance_and_the_cnn_wins_on_little_data(quick):
-    text = _cell_text(quick, "histories[\"tiny ViT\"] = train(")
+    text = quick.cell_text("histories[\"tiny ViT\"] = train(")
     acc = {name: float(a) for name, a in re.findall(r"(tiny ViT|small ResNet)\s+train acc\s+[\d.]+%\s+test acc\s+([\d.]+)%",
                                                     text, re.M)}
     assert set(acc) == {"tiny ViT", "small ResNet"}, text
@@ -45,7 +38,7 @@ def _distances(text: str, label: str) -> list[float]:
 
 
 def test_attention_distances_say_what_the_prose_says(quick):
-    text = _cell_text(quick, "uniform_distance = mean_attention_distance(")
+    text = quick.cell_text("uniform_distance = mean_attention_distance(")
     uniform = float(re.search(r"uniform attention over the 8×8 grid: ([\d.]+) pixels", text)[1])
     untrained, trained = _distances(text, "untrained"), _distances(text, "trained")
     assert len(trained) == 4 and all(abs(d - uniform) < 1.0 for d in untrained), (untrained, uniform)
@@ -58,14 +51,14 @@ def test_attention_distances_say_what_the_prose_says(quick):
 
 
 def test_offline_rollout_says_which_model_it_used(quick):
-    text = _cell_text(quick, "DOWNLOAD_PRETRAINED = ")
+    text = quick.cell_text("DOWNLOAD_PRETRAINED = ")
     if "with torchvision's pretrained" in text:
         pytest.skip("the pretrained ViT-B/16 weights were available: no fallback to check")
     assert "Offline fallback" in text and "OFFLINE FALLBACK: the tiny ViT trained in §6" in text
 
 
 def test_trained_vit_rollout_concentrates_on_the_object(quick):
-    text = _cell_text(quick, "def mass_on_object(")
+    text = quick.cell_text("def mass_on_object(")
     if "the shapes mask check does not apply" in text:
         pytest.skip("trained on real CIFAR-10: no object masks")
     area = float(re.search(r"patches touching the object: ([\d.]+)% of the grid", text)[1])
