@@ -1061,6 +1061,20 @@ def plot_percent_and_figure_legend(histories):
     return fig
 
 
+def plot_three_named_models(histories):
+    """Plots the three models of the exercise by name, whatever the histories hold
+    (a KeyError with any other names: only the hidden cases use other names)."""
+    fig, (loss_ax, acc_ax) = plt.subplots(1, 2)
+    for name in ("LeNetStyle", "VGGStyle", "ResNetStyle"):
+        loss_ax.plot(histories[name].train_loss, label=name)
+        acc_ax.plot(histories[name].test_acc, label=name)
+    loss_ax.set_ylabel("training loss")
+    acc_ax.set_ylabel("test accuracy")
+    loss_ax.legend()
+    acc_ax.legend()
+    return fig
+
+
 def plot_with(**change):
     """plot_learning_curves with one thing done differently (a mistake)."""
     def plot_learning_curves(histories):

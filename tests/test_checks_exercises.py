@@ -21,6 +21,7 @@ from checks_corpus import (
     PlainCNN,
     first_layer_grad_norm,
     plot_learning_curves,
+    plot_three_named_models,
 )
 from torch import nn
 
@@ -156,19 +157,6 @@ class CifarFixedHead(CifarResNet):
 class LeNetBatchOfTwo(LeNetStyle):
     def forward(self, x):
         return self.classifier[1:](self.features(x).reshape(2, -1))
-
-
-def plot_three_named_models(histories):
-    """Plots the three models of the exercise by name, whatever the histories hold."""
-    fig, (loss_ax, acc_ax) = plt.subplots(1, 2)
-    for name in ("LeNetStyle", "VGGStyle", "ResNetStyle"):
-        loss_ax.plot(histories[name].train_loss, label=name)
-        acc_ax.plot(histories[name].test_acc, label=name)
-    loss_ax.set_ylabel("training loss")
-    acc_ax.set_ylabel("test accuracy")
-    loss_ax.legend()
-    acc_ax.legend()
-    return fig
 
 
 @pytest.mark.parametrize("item,answer,phrase", [

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 import torchvision
 from checks_corpus import SOLUTIONS as EXERCISES
+from checks_corpus import plot_three_named_models
 from notebook_tools import LESSONS, is_autograded_test, nbgrader_meta, solution_path
 from torch import nn
 
@@ -529,21 +530,6 @@ def test_param_groups_models_are_read_by_value():
 
 
 # --- the hidden configurations of lessons 03-05 -------------------------------------------------
-
-
-def plot_three_named_models(histories):
-    """Plots the three models of the exercise by name, whatever the histories hold."""
-    import matplotlib.pyplot as plt
-
-    fig, (loss_ax, acc_ax) = plt.subplots(1, 2)
-    for name in ("LeNetStyle", "VGGStyle", "ResNetStyle"):
-        loss_ax.plot(histories[name].train_loss, label=name)
-        acc_ax.plot(histories[name].test_acc, label=name)
-    loss_ax.set_ylabel("training loss")
-    acc_ax.set_ylabel("test accuracy")
-    loss_ax.legend()
-    acc_ax.legend()
-    return fig
 
 
 def test_hidden_configurations_of_the_lesson_03_to_05_checks():
