@@ -26,12 +26,12 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.nn.modules.module import register_module_forward_hook
 
 from . import _reference as ref
 from ._behaviour import Match, Subject, Variant, Verdict, failure_message, match, mistake_id
 from ._calls import fail, shape_str
 from ._mistakes import NET_MISTAKES, _block_slots
+from ._structure import run_hooked
 from ._weights import Params, Slot, Unit, count_params
 
 # --- ops ------------------------------------------------------------------------------------
@@ -352,14 +352,7 @@ def trace(model: nn.Module, x: Tensor) -> list[Call]:
                               torch.clone(arg) if type(arg) is Tensor else None,
                               torch.clone(output) if type(output) is Tensor else None))
 
-    handle = register_module_forward_hook(hook)
-    try:
-        with torch.no_grad():
-            model(torch.clone(x))
-    except Exception:
-        pass
-    finally:
-        handle.remove()
+    run_hooked(model, x, hook)
     return calls
 
 

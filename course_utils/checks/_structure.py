@@ -83,6 +83,22 @@ class Block:
     out_shape: tuple[int, ...]
 
 
+def run_hooked(model: nn.Module, x: Tensor, hook) -> None:
+    """Run ``model(x)`` without gradients, calling ``hook`` after every module's forward.
+
+    A crash only ends the run early: what the hook saw up to there is what the caller reads,
+    and the checks report crashes themselves, with their own message.
+    """
+    handle = register_module_forward_hook(hook)
+    try:
+        with torch.no_grad():
+            model(torch.clone(x))
+    except Exception:  # see the docstring
+        pass
+    finally:
+        handle.remove()
+
+
 def _inputs(model: nn.Module, x: Tensor) -> dict[int, tuple[Tensor, tuple[int, ...]]]:
     seen: dict[int, tuple[Tensor, tuple[int, ...]]] = {}
 
@@ -91,14 +107,7 @@ def _inputs(model: nn.Module, x: Tensor) -> dict[int, tuple[Tensor, tuple[int, .
                 and type(output) is Tensor):
             seen[id(module)] = (torch.clone(args[0]), tuple(output.shape))
 
-    handle = register_module_forward_hook(hook)
-    try:
-        with torch.no_grad():
-            model(torch.clone(x))
-    except Exception:
-        pass
-    finally:
-        handle.remove()
+    run_hooked(model, x, hook)
     return seen
 
 
