@@ -134,6 +134,17 @@ def assignments(slots: list[Slot], units: list[Unit], order: list[int] | None = 
     chosen: dict[int, Unit] = {}
     used: set[int] = set()
 
+    def _plausible_first(i: int, units: list[Unit]) -> list[Unit]:
+        # A BatchNorm slot right after a conv slot first tries the unit that runs right
+        # after the conv chosen for it: a block whose shortcut runs first (its BN ranks
+        # before bn1) then matches at the first try instead of the fourth.
+        before = chosen.get(i - 1)
+        if (slots[i].kind != "bn" or before is None or slots[i - 1].kind == "bn"
+                or id(before) not in rank or any(id(u) not in rank for u in units)):
+            return units  # (pinned units have no rank)
+        start = rank[id(before)]
+        return sorted(units, key=lambda u: (rank[id(u)] < start, rank[id(u)] - start))
+
     def walk(i: int) -> Iterator[dict[int, Unit]]:
         nonlocal produced
         if produced >= limit:
@@ -142,7 +153,7 @@ def assignments(slots: list[Slot], units: list[Unit], order: list[int] | None = 
             produced += 1
             yield dict(chosen)
             return
-        for u in options[i]:
+        for u in _plausible_first(i, options[i]):
             if id(u.module) in used:
                 continue
             chosen[i] = u

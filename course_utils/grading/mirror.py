@@ -66,13 +66,39 @@ def remote_error(info: dict) -> RemoteError:
 
 class _Handle:
     """Where a mirror's original lives: the channel, the kernel's object id and the path of
-    this submodule inside it. Shared, not copied, by ``copy.deepcopy``."""
+    this submodule inside it. Shared, not copied, by ``copy.deepcopy``.
 
-    def __init__(self, channel: Channel, obj: int, path: str) -> None:
-        self.channel, self.obj, self.path = channel, obj, path
+    ``sent`` (shared by every handle of one kernel) holds a copy of the tensors and inputs
+    last sent for each (object, path): a request carries only those that changed since, and
+    the kernel keeps the rest (``oracle._prepare``). A check zeroing one conv layer at a time
+    sends that layer, not the network and the input again.
+    """
+
+    def __init__(self, channel: Channel, obj: int, path: str, sent: dict) -> None:
+        self.channel, self.obj, self.path, self.sent = channel, obj, path, sent
 
     def __deepcopy__(self, memo: dict) -> _Handle:
         return self
+
+    def send(self, op: str, request: dict) -> Any:
+        """``channel(op, request)``, where ``request``'s state and inputs carry only the
+        tensors that differ from the ones last sent for this object and path (an input the
+        kernel already holds goes as None)."""
+        inputs = self._changed("inputs", dict(enumerate(request["inputs"])))
+        return self.channel(op, dict(
+            request, state=self._changed("state", request["state"]),
+            inputs=tuple(inputs.get(i) for i in range(len(request["inputs"])))))
+
+    def _changed(self, kind: str, tensors: dict) -> dict:
+        last = self.sent.setdefault((self.obj, self.path, kind), {})
+        changed = {}
+        for key, value in tensors.items():
+            old = last.get(key)
+            if (old is None or old.shape != value.shape or old.dtype != value.dtype
+                    or not torch.equal(old, value)):
+                changed[key] = value
+                last[key] = value.detach().clone()
+        return changed
 
 
 class Names:
@@ -153,12 +179,21 @@ class _Mirror:
         handle = self._course_handle
         state = {k: v.detach() for k, v in _tensors(self).items()}
         modes = {path: m.training for path, m in self.named_modules()}
-        record = bool(module_mod._global_forward_hooks or module_mod._global_forward_pre_hooks)
+        # which of the judge's global hooks the kernel must report calls for; only forward
+        # hooks read tensors (pre hooks watch the call order), so only they cost a copy
+        record = (("pre",) if module_mod._global_forward_pre_hooks else ()) + \
+            (("post",) if module_mod._global_forward_hooks else ())
         watches = list(ACTIVE_WATCHES)
         watch = tuple(sorted({f for w in watches for f in w.also})) if watches else None
-        reply = handle.channel("forward", {
+        params = [(k, p) for k, p in self.named_parameters() if p.requires_grad]
+        grad = None
+        if torch.is_grad_enabled() and (params or any(t.requires_grad for t in inputs)):
+            grad = {"input_grads": [t.requires_grad for t in inputs],
+                    "param_flags": {k: p.requires_grad for k, p in self.named_parameters()}}
+        reply = handle.send("forward", {
             "obj": handle.obj, "path": handle.path, "state": state, "modes": modes,
-            "inputs": tuple(t.detach() for t in inputs), "record": record, "watch": watch})
+            "inputs": tuple(t.detach() for t in inputs), "record": record, "watch": watch,
+            "grad": grad})
         for w in watches:
             w.forbidden.extend(reply["forbidden"])
         with torch.no_grad():
@@ -170,19 +205,12 @@ class _Mirror:
                 if key in tensors and tensors[key].shape == value.shape:
                     tensors[key].copy_(value)  # e.g. BatchNorm's running statistics
         if reply["events"]:
-            _replay(self, reply["events"])
+            _replay(self, reply["events"], reply["event_tensors"])
         out = from_data(reply["out"])
-        if type(out) is not torch.Tensor or not torch.is_grad_enabled():
-            return out
-        params = [(k, p) for k, p in self.named_parameters() if p.requires_grad]
-        if not any(t.requires_grad for t in inputs) and not params:
-            return out
+        if type(out) is not torch.Tensor or grad is None or not reply["requires_grad"]:
+            return out  # (no gradient wanted, or the student's forward detached its output)
         request = {"obj": handle.obj, "path": handle.path, "state": state, "modes": modes,
-                   "inputs": tuple(t.detach() for t in inputs),
-                   "input_grads": [t.requires_grad for t in inputs],
-                   "param_flags": {k: p.requires_grad for k, p in self.named_parameters()}}
-        if not handle.channel("vjp", dict(request, grad_output=None))["requires_grad"]:
-            return out  # the student's forward detached its output
+                   "inputs": tuple(t.detach() for t in inputs), **grad}
         return _RemoteFunction.apply((handle, request, out), *inputs, *[p for _, p in params])
 
 
@@ -201,28 +229,29 @@ class _RemoteFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_output):  # noqa: ANN001, ANN205
         handle, request, _ = ctx.spec
-        reply = handle.channel("vjp", dict(request, grad_output=grad_output.detach()))
+        reply = handle.send("vjp", dict(request, grad_output=grad_output.detach()))
         grads = [None if g is None else g for g in (reply["grads"] or [])]
         return (None, *grads)
 
 
 
 
-def _replay(root: nn.Module, events: list) -> None:
-    """Call the judge's global module hooks for the calls the kernel recorded inside forward."""
+def _replay(root: nn.Module, events: list, tensors: list) -> None:
+    """Call the judge's global module hooks for the calls the kernel recorded inside forward
+    (an event names its input and output by their index in ``tensors``)."""
     modules = dict(root.named_modules())
     for event in events:
         kind, path = event[0], event[1]
         module = modules.get(path)
         if module is None or path == "":
             continue
-        args = (event[2],) if event[2] is not None else ()
         if kind == "pre":
             for hook in list(module_mod._global_forward_pre_hooks.values()):
-                hook(module, args)
+                hook(module, ())
         else:
+            args = (tensors[event[2]],) if event[2] is not None else ()
             for hook in list(module_mod._global_forward_hooks.values()):
-                hook(module, args, event[4])
+                hook(module, args, None if event[4] is None else tensors[event[4]])
 
 
 class _Factory:
@@ -231,6 +260,7 @@ class _Factory:
     def __init__(self, channel: Channel) -> None:
         self.channel = channel
         self.classes: dict[tuple, type] = {}
+        self.sent: dict[tuple[int, str], dict[str, torch.Tensor]] = {}
 
     def mirror_class(self, facts: dict, standard: str | None) -> type:
         key = (facts["module"], facts["qualname"], standard)
@@ -259,7 +289,7 @@ class _Factory:
                     value, requires_grad=requires_grad and value.is_floating_point()))
             for name, value in entry["buffers"]:
                 m.register_buffer(name, value)
-            m._course_handle = _Handle(self.channel, obj, entry["path"])
+            m._course_handle = _Handle(self.channel, obj, entry["path"], self.sent)
             built[entry["path"]] = m
         for entry in tree:
             parent = built[entry["path"]]

@@ -36,6 +36,9 @@ from course_utils.checks._cheating import _members, _mro_names
 
 KIND = "__course_kind__"  # tags the dicts that stand for something other than plain data
 _objects: dict[int, Any] = {}
+# (object id, submodule path, "state" or "inputs") -> the tensors the judge has sent for it;
+# a request carries only those that changed since its last one (see mirror._Handle.send)
+_sent: dict[tuple[int, str, str], dict] = {}
 
 # Layers the judge rebuilds as the real torch class (so isinstance(m, nn.Conv2d) holds there).
 STANDARD = {cls.__name__: cls for cls in (
@@ -200,27 +203,49 @@ def op_new(obj: int, args: tuple, kwargs: dict) -> dict:
 
 
 class _Recorder:
-    """The calls of the submodules of ``root`` during one forward (for the judge's hooks)."""
+    """The calls of the submodules of ``root`` during one forward (for the judge's hooks):
+    ``kinds`` holds "pre" (the order of calls only) and/or "post" (each call's first input
+    and output, which the judge's forward hooks read)."""
 
-    def __init__(self, root: nn.Module) -> None:
+    def __init__(self, root: nn.Module, kinds: tuple = ("pre", "post")) -> None:
         self.paths = {id(m): p for p, m in root.named_modules()}
+        self.kinds = kinds
         self.events: list = []
+        # each tensor copied once: a layer's output is the next layer's input and its
+        # parent's output (a third of the bytes); events hold indices into ``tensors``
+        self.tensors: list[torch.Tensor] = []
+        self._index: dict[tuple[int, int], int] = {}
+        self._alive: list[torch.Tensor] = []  # keeps the ids in _index unique
 
-    def _arg(self, args: tuple) -> Any:
-        return args[0].detach().clone() if args and type(args[0]) is torch.Tensor else None
+    def _ref(self, value: Any) -> int | None:
+        if type(value) is not torch.Tensor:
+            return None
+        try:
+            key = (id(value), value._version)  # an in-place change makes a new version
+        except RuntimeError:  # an inference tensor has no version counter
+            key = None
+        if key is not None and key in self._index:
+            return self._index[key]
+        self.tensors.append(value.detach().clone())
+        if key is not None:
+            self._index[key] = len(self.tensors) - 1
+            self._alive.append(value)
+        return len(self.tensors) - 1
 
     def pre(self, module: nn.Module, args: tuple) -> None:
         if id(module) in self.paths:
-            self.events.append(("pre", self.paths[id(module)], self._arg(args), len(args)))
+            self.events.append(("pre", self.paths[id(module)], None, len(args)))
 
     def post(self, module: nn.Module, args: tuple, output: Any) -> None:
         if id(module) in self.paths:
-            out = output.detach().clone() if type(output) is torch.Tensor else None
-            self.events.append(("post", self.paths[id(module)], self._arg(args), len(args), out))
+            self.events.append(("post", self.paths[id(module)],
+                                self._ref(args[0]) if args else None, len(args),
+                                self._ref(output)))
 
     def __enter__(self) -> _Recorder:
-        self._handles = [register_module_forward_pre_hook(self.pre),
-                         register_module_forward_hook(self.post)]
+        self._handles = ([register_module_forward_pre_hook(self.pre)] if "pre" in self.kinds
+                         else []) + \
+            ([register_module_forward_hook(self.post)] if "post" in self.kinds else [])
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -232,28 +257,39 @@ def _tensors(module: nn.Module) -> dict[str, torch.Tensor]:
     return dict(module.named_parameters()) | dict(module.named_buffers())
 
 
-def _prepare(obj: int, path: str, state: dict, modes: dict) -> nn.Module:
+def _prepare(obj: int, path: str, state: dict, modes: dict,
+             inputs: tuple) -> tuple[nn.Module, dict, tuple]:
+    """The module at ``path`` with the judge's tensors and modes, its full state and inputs
+    (what was sent now, and before for what was not)."""
+    full = _sent.setdefault((obj, path, "state"), {})
+    full.update(state)
+    last = _sent.setdefault((obj, path, "inputs"), {})
+    last.update({i: t for i, t in enumerate(inputs) if t is not None})
+    inputs = tuple(last[i].clone() for i in range(len(inputs)))  # forward may change them
     module = _objects[obj].get_submodule(path) if path else _objects[obj]
     tensors = _tensors(module)
     with torch.no_grad():
-        for name, value in state.items():
+        for name, value in full.items():
             tensors[name].copy_(value)
     for sub_path, m in module.named_modules():
         if sub_path in modes:
             m.training = modes[sub_path]
         if isinstance(m, nn.modules.dropout._DropoutNd):
             m.p = 0.0  # deterministic outputs in train mode, as the notebook checker does
-    return module
+    return module, full, inputs
 
 
 def op_forward(obj: int, path: str, state: dict, modes: dict, inputs: tuple,
-               record: bool = False, watch: tuple | None = None) -> dict:
-    """Load ``state``, run forward on ``inputs``; the output and what happened on the way."""
+               record: tuple = (), watch: tuple | None = None, grad: dict | None = None
+               ) -> dict:
+    """Load ``state``, run forward on ``inputs``; the output and what happened on the way.
+    With ``grad`` (op_vjp's flags): also whether the output needs a gradient, from a second
+    forward with gradients on (one request where there were two)."""
     from course_utils.checks._cheating import Watch
 
-    module = _prepare(obj, path, state, modes)
+    module, state, inputs = _prepare(obj, path, state, modes, inputs)
     before = [t.clone() for t in inputs]
-    recorder = _Recorder(module) if record else None
+    recorder = _Recorder(module, tuple(record)) if record else None
     watcher = Watch(also_forbid=watch) if watch is not None else None
     try:
         if recorder:
@@ -272,8 +308,13 @@ def op_forward(obj: int, path: str, state: dict, modes: dict, inputs: tuple,
     # e.g. BatchNorm's running statistics after a train-mode forward
     updated = {k: t.detach().clone() for k, t in _tensors(module).items()
                if k in state and not torch.equal(t, state[k])}
+    requires_grad = grad is not None and type(out) is torch.Tensor and op_vjp(
+        obj, path, {}, modes, tuple(before), grad["input_grads"], grad["param_flags"],
+        None)["requires_grad"]
     return {"out": to_data(out), "changed": changed, "updated": updated,
+            "requires_grad": requires_grad,
             "events": recorder.events if recorder else [],
+            "event_tensors": recorder.tensors if recorder else [],
             "forbidden": watcher.forbidden if watcher else []}
 
 
@@ -282,7 +323,7 @@ def op_vjp(obj: int, path: str, state: dict, modes: dict, inputs: tuple, input_g
     """Forward with gradients on. Without ``grad_output``: does the output need a gradient?
     With it: the gradients of sum(output * grad_output), one per input (None where not
     wanted), then one per parameter that requires a gradient, in registration order."""
-    module = _prepare(obj, path, state, modes)
+    module, _, inputs = _prepare(obj, path, state, modes, inputs)
     inputs = tuple(t.detach().clone().requires_grad_(bool(want))
                    for t, want in zip(inputs, input_grads, strict=True))
     params = []
