@@ -6,7 +6,7 @@ grading tests do that end to end).
 
 from __future__ import annotations
 
-import base64
+import collections
 import io
 import time
 
@@ -19,6 +19,7 @@ from course_utils.grading.judge import (
     CheckCall,
     KernelChannel,
     NotJudgeable,
+    _decode,
     judge_cell,
     parse_checks,
     static_scan,
@@ -70,14 +71,11 @@ def _cells(*sources: str) -> list:
 def test_answers_that_are_not_plain_data_are_refused(kernel):
     """The judge reads answers with weights_only=True: a pickled object is never built."""
     _, kc = kernel
-    _run(kc, "import base64, io, torch, collections\n"
-             "import course_utils.grading.oracle as oracle\n"
+    _run(kc, "import course_utils.grading.oracle as oracle\n"
              "class Payload:\n    def __reduce__(self):\n        return (print, ('pwned',))\n"
              "def forged(request):\n"
-             "    buffer = io.BytesIO()\n"
-             "    torch.save({'ok': True, 'value': Payload()}, buffer)\n"
-             "    return base64.b64encode(buffer.getvalue()).decode()\n"
-             "honest_serve, oracle.serve = oracle.serve, forged\n")
+             "    return {'ok': True, 'value': Payload()}\n"
+             "honest_answer, oracle.answer = oracle.answer, forged\n")
     try:
         with pytest.raises(Unanswered, match="not readable data"):
             KernelChannel(kc, timeout=30)("lookup", {"name": "x"})
@@ -85,7 +83,7 @@ def test_answers_that_are_not_plain_data_are_refused(kernel):
                                 1, KernelChannel(kc, timeout=30))
         assert not verdict.passed and "not readable data" in verdict.text
     finally:
-        _run(kc, "oracle.serve = honest_serve")
+        _run(kc, "oracle.answer = honest_answer")
 
 
 def test_requests_are_not_rewritten_by_input_transformers(kernel):
@@ -116,12 +114,27 @@ def test_a_busy_kernel_costs_one_timeout_then_every_request_fails_at_once(kernel
     kc.get_shell_msg(timeout=30)  # and the unanswered request's, now answered
 
 
-def test_reply_bytes_round_trip_is_weights_only():
+def test_answers_are_read_as_plain_data_only():
     buffer = io.BytesIO()
     torch.save({"ok": True, "value": {"out": torch.ones(2), "n": 3}}, buffer)
-    data = torch.load(io.BytesIO(base64.b64decode(base64.b64encode(buffer.getvalue()))),
-                      weights_only=True)
-    assert data["value"]["n"] == 3
+    assert _decode(buffer.getvalue())["n"] == 3
+    buffer = io.BytesIO()
+    torch.save({"ok": True, "value": collections.OrderedDict(a=print)}, buffer)
+    with pytest.raises(Unanswered, match="not readable data"):
+        _decode(buffer.getvalue())
+    with pytest.raises(Unanswered, match="not readable data"):
+        _decode(b"not a torch file")
+
+
+def test_a_session_ends_with_the_graded_cell(kernel):
+    """judge_cell closes its session: the kernel runs the next cell at once, and a later
+    request on the same channel opens a new session."""
+    _, kc = kernel
+    channel = KernelChannel(kc, timeout=30)
+    judge_cell(_cells("def f(m): pass", "check('ex2_count_parameters', f)"), 1, channel)
+    assert kc.execute_interactive("x_after = 1", timeout=10)["content"]["status"] == "ok"
+    assert channel("lookup", {"name": "x_after"})["value"] == 1
+    channel.close()
 
 
 def test_a_failed_check_in_the_notebook_shows_the_message_alone(kernel):
