@@ -18,7 +18,7 @@ from mini_course import BLOCK_POINTS, COUNT_POINTS, new_mini_course
 from nbgrader.api import Gradebook
 
 from course_utils.grading import demo
-from course_utils.grading.runner import format_table, grade_class
+from course_utils.grading.runner import alembic_head, format_table, grade_class
 
 pytestmark = [
     pytest.mark.slow,
@@ -186,3 +186,12 @@ def test_cli_reports_bad_input_in_one_line(tmp_path):
     assert proc.returncode == 101  # the command could not run (not a count of submissions)
     assert proc.stderr.strip().startswith("error: no submissions:")
     assert "Traceback" not in proc.stderr
+
+
+def test_new_gradebooks_record_the_schema_version_the_alembic_command_reports(monkeypatch):
+    """The grader reads nbgrader's schema head from its migration scripts instead of
+    starting the `alembic` command for every new gradebook: both must agree."""
+    import nbgrader.api
+
+    monkeypatch.setenv("PATH", str(Path(sys.executable).parent), prepend=":")
+    assert alembic_head() == nbgrader.api.get_alembic_version()
