@@ -339,8 +339,9 @@ class Call:
 
 
 def trace(model: nn.Module, x: Tensor) -> list[Call]:
-    """Every leaf layer of ``model`` that runs during ``model(x)``, in order, with a copy of
-    the tensor it received and the one it returned (no gradients, the model's current mode)."""
+    """Every leaf layer of ``model`` that runs during ``model(x)``, in order, with the tensor
+    it received and the one it returned as meta tensors: their shapes, not their values (no
+    gradients, the model's current mode)."""
     names = {id(m): name for name, m in model.named_modules()}
     leaves = {id(m) for m in model.modules() if not any(True for _ in m.children())}
     calls: list[Call] = []
@@ -352,7 +353,7 @@ def trace(model: nn.Module, x: Tensor) -> list[Call]:
                               torch.clone(arg) if type(arg) is Tensor else None,
                               torch.clone(output) if type(output) is Tensor else None))
 
-    run_hooked(model, x, hook)
+    run_hooked(model, x, hook, shapes_only=True)
     return calls
 
 

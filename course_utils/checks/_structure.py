@@ -15,11 +15,12 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
+from torch.nn.modules import module as module_mod
 from torch.nn.modules.module import register_module_forward_hook
 
 from . import _tensors
 from ._calls import call, call_str, describe, fail, instance_of, shape_str
-from ._cheating import Watch
+from ._cheating import ACTIVE_WATCHES, Watch
 
 
 def conv_layers(model: nn.Module) -> list[tuple[str, nn.Conv2d]]:
@@ -66,6 +67,20 @@ def _run_zeroed(module: nn.Module, conv: nn.Conv2d, x: Tensor) -> object:
             conv.weight.copy_(saved)
 
 
+def _zeroed_outputs(module: nn.Module, convs: list[nn.Conv2d], x: Tensor) -> list[object]:
+    """``module(x)`` with each of ``convs`` zeroed in turn (None where forward raised).
+
+    A module whose forward runs in the student's kernel (a grading mirror) does them all in
+    one request (``zeroed_outputs``)."""
+    batched = getattr(module, "zeroed_outputs", None)
+    if (batched is not None and getattr(module, "_course_handle", None) is not None
+            and not ACTIVE_WATCHES and not module_mod._global_forward_hooks
+            and not module_mod._global_forward_pre_hooks):  # (hooks see module calls)
+        names = {id(m): name for name, m in module.named_modules()}
+        return batched([names[id(c)] for c in convs], x)
+    return [_run_zeroed(module, c, x) for c in convs]
+
+
 def bypassed_conv(model: nn.Module, x: Tensor) -> str | None:
     """The first conv layer the output does not need (a skip connection around it), or None."""
     model.eval()
@@ -83,12 +98,21 @@ class Block:
     out_shape: tuple[int, ...]
 
 
-def run_hooked(model: nn.Module, x: Tensor, hook) -> None:
+def run_hooked(model: nn.Module, x: Tensor, hook, shapes_only: bool = False) -> None:
     """Run ``model(x)`` without gradients, calling ``hook`` after every module's forward.
 
     A crash only ends the run early: what the hook saw up to there is what the caller reads,
-    and the checks report crashes themselves, with their own message.
+    and the checks report crashes themselves, with their own message. ``shapes_only``: the
+    hook gets each tensor as a meta tensor (shape and dtype, no values), so a module whose
+    forward runs in the student's kernel (a grading mirror) sends shapes, not activations.
     """
+    if shapes_only:
+        full = hook
+
+        def hook(module: nn.Module, args: tuple, output: object) -> None:
+            full(module, tuple(_meta(a) for a in args), _meta(output))
+
+        hook._course_shapes_only = True
     handle = register_module_forward_hook(hook)
     try:
         with torch.no_grad():
@@ -97,6 +121,10 @@ def run_hooked(model: nn.Module, x: Tensor, hook) -> None:
         pass
     finally:
         handle.remove()
+
+
+def _meta(value: object) -> object:
+    return value.to("meta") if type(value) is Tensor else value
 
 
 def _inputs(model: nn.Module, x: Tensor) -> dict[int, tuple[Tensor, tuple[int, ...]]]:
@@ -128,7 +156,7 @@ def residual_blocks(model: nn.Module, x: Tensor) -> list[Block]:
         if not convs or isinstance(module, nn.Conv2d) or id(module) not in inputs:
             return
         block_x, out_shape = inputs[id(module)]
-        if all(_depends_on_input(_run_zeroed(module, c, block_x)) for c in convs):
+        if all(_depends_on_input(out) for out in _zeroed_outputs(module, convs, block_x)):
             blocks.append(Block(name or "(the model itself)", module, block_x, out_shape))
             has_block.add(id(module))
 

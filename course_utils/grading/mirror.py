@@ -181,8 +181,10 @@ class _Mirror:
         modes = {path: m.training for path, m in self.named_modules()}
         # which of the judge's global hooks the kernel must report calls for; only forward
         # hooks read tensors (pre hooks watch the call order), so only they cost a copy
+        hooks = list(module_mod._global_forward_hooks.values())
+        shapes = hooks and all(getattr(h, "_course_shapes_only", False) for h in hooks)
         record = (("pre",) if module_mod._global_forward_pre_hooks else ()) + \
-            (("post",) if module_mod._global_forward_hooks else ())
+            (("post_shapes",) if shapes else ("post",) if hooks else ())
         watches = list(ACTIVE_WATCHES)
         watch = tuple(sorted({f for w in watches for f in w.also})) if watches else None
         params = [(k, p) for k, p in self.named_parameters() if p.requires_grad]
@@ -212,6 +214,19 @@ class _Mirror:
         request = {"obj": handle.obj, "path": handle.path, "state": state, "modes": modes,
                    "inputs": tuple(t.detach() for t in inputs), **grad}
         return _RemoteFunction.apply((handle, request, out), *inputs, *[p for _, p in params])
+
+
+    def zeroed_outputs(self, convs: list[str], x: torch.Tensor) -> list[Any]:
+        """The outputs on ``x`` with the weight of each conv in ``convs`` (submodule names)
+        zeroed in turn, without gradients, from one request (the checks' skip-connection
+        test asks this for every conv of every block)."""
+        handle = self._course_handle
+        reply = handle.send("zeroed", {
+            "obj": handle.obj, "path": handle.path,
+            "state": {k: v.detach() for k, v in _tensors(self).items()},
+            "modes": {path: m.training for path, m in self.named_modules()},
+            "inputs": (x.detach(),), "zero": [f"{c}.weight" if c else "weight" for c in convs]})
+        return [from_data(out) for out in reply]
 
 
 def _tensors(module: nn.Module) -> dict[str, torch.Tensor]:
@@ -249,9 +264,25 @@ def _replay(root: nn.Module, events: list, tensors: list) -> None:
             for hook in list(module_mod._global_forward_pre_hooks.values()):
                 hook(module, ())
         else:
-            args = (tensors[event[2]],) if event[2] is not None else ()
+            args = (_event_tensor(event[2], tensors),) if event[2] is not None else ()
             for hook in list(module_mod._global_forward_hooks.values()):
-                hook(module, args, None if event[4] is None else tensors[event[4]])
+                hook(module, args, _event_tensor(event[4], tensors))
+
+
+_DTYPES = {str(d).removeprefix("torch."): d for d in (
+    torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.complex64,
+    torch.complex128, torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64,
+    torch.bool)}
+
+
+def _event_tensor(ref: Any, tensors: list) -> torch.Tensor | None:
+    """A recorded tensor: an index into ``tensors``, or a shape and dtype (a meta tensor)."""
+    if ref is None:
+        return None
+    if isinstance(ref, dict):
+        return torch.empty(tuple(int(n) for n in ref["shape"]),
+                           dtype=_DTYPES[ref["dtype"]], device="meta")
+    return tensors[ref]
 
 
 class _Factory:

@@ -204,11 +204,12 @@ def op_new(obj: int, args: tuple, kwargs: dict) -> dict:
 class _Recorder:
     """The calls of the submodules of ``root`` during one forward (for the judge's hooks):
     ``kinds`` holds "pre" (the order of calls only) and/or "post" (each call's first input
-    and output, which the judge's forward hooks read)."""
+    and output, which the judge's forward hooks read) or "post_shapes" (their shapes only)."""
 
     def __init__(self, root: nn.Module, kinds: tuple = ("pre", "post")) -> None:
         self.paths = {id(m): p for p, m in root.named_modules()}
         self.kinds = kinds
+        self.shapes_only = "post_shapes" in kinds  # the judge's hooks read shapes only
         self.events: list = []
         # each tensor copied once: a layer's output is the next layer's input and its
         # parent's output (a third of the bytes); events hold indices into ``tensors``
@@ -216,9 +217,11 @@ class _Recorder:
         self._index: dict[tuple[int, int], int] = {}
         self._alive: list[torch.Tensor] = []  # keeps the ids in _index unique
 
-    def _ref(self, value: Any) -> int | None:
+    def _ref(self, value: Any) -> int | dict | None:
         if type(value) is not torch.Tensor:
             return None
+        if self.shapes_only:
+            return {"shape": tuple(value.shape), "dtype": str(value.dtype).removeprefix("torch.")}
         try:
             key = (id(value), value._version)  # an in-place change makes a new version
         except RuntimeError:  # an inference tensor has no version counter
@@ -244,7 +247,8 @@ class _Recorder:
     def __enter__(self) -> _Recorder:
         self._handles = ([register_module_forward_pre_hook(self.pre)] if "pre" in self.kinds
                          else []) + \
-            ([register_module_forward_hook(self.post)] if "post" in self.kinds else [])
+            ([register_module_forward_hook(self.post)]
+             if "post" in self.kinds or self.shapes_only else [])
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -343,6 +347,27 @@ def op_vjp(obj: int, path: str, state: dict, modes: dict, inputs: tuple, input_g
     return {"requires_grad": True, "grads": [None if g is None else g.detach() for g in grads]}
 
 
+def op_zeroed(obj: int, path: str, state: dict, modes: dict, inputs: tuple,
+              zero: list[str]) -> list:
+    """The outputs of forward on ``inputs`` with each tensor in ``zero`` zeroed in turn
+    (restored after each; None where forward raised), without gradients."""
+    module, _, inputs = _prepare(obj, path, state, modes, inputs)
+    tensors = _tensors(module)
+    outs = []
+    with torch.no_grad():
+        for key in zero:
+            saved = tensors[key].clone()
+            tensors[key].zero_()
+            try:
+                out = module(*(t.clone() for t in inputs))
+            except Exception:  # noqa: BLE001 - as the notebook checker: no output
+                out = None
+            finally:
+                tensors[key].copy_(saved)
+            outs.append(to_data(out))
+    return outs
+
+
 def _after(value: Any) -> Any:
     """What the judge needs to mirror a call's side effects on one argument."""
     if isinstance(value, nn.Module):
@@ -378,7 +403,7 @@ def op_call(obj: int, args: tuple, kwargs: dict, watch: tuple | None = None,
 
 
 OPS = {"lookup": op_lookup, "new": op_new, "forward": op_forward, "vjp": op_vjp,
-       "call": op_call}
+       "zeroed": op_zeroed, "call": op_call}
 
 
 def answer(request: dict) -> dict:
