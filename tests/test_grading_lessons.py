@@ -127,3 +127,20 @@ def test_manual_grades_complete_the_total_and_survive_regrading(course):
     with open(course / "grades.csv", newline="") as f:
         rows = {row["student_id"]: row for row in csv.DictReader(f)}
     assert float(rows["alice_correct"]["score"]) == 24
+
+
+def test_a_correct_lesson_05_gets_full_points_with_two_torch_threads(tmp_path, monkeypatch):
+    """Lesson 05 builds VGG16 for its efficiency table: in GRADE mode its kernel peaks at
+    6.1 GiB of address space with two torch threads (one worker on 2 cores). The sandbox's
+    default cap must leave room for a correct submission."""
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    lesson = "05_efficientnet"
+    course = tmp_path / "course"
+    demo.new_course(course)
+    demo.save_submission(course, "alice_correct", lesson, demo.filled(lesson, course_dir=course))
+    grade_class(course, workers=1, assignments=[lesson], log=lambda line: None)
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
+        grades = {g.name: (g.auto_score, g.max_score)
+                  for g in gb.find_submission_notebook(lesson, lesson, "alice_correct").grades
+                  if g.cell.cell_type == "code"}
+    assert grades == {"ex4_efficiency_table_test": (3.0, 3.0), "ex4_best_test": (1.0, 1.0)}
