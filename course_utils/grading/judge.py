@@ -39,7 +39,7 @@ from course_utils.checks._cells import CheckCall, NotJudgeable, parse_checks  # 
 from course_utils.checks._registry import GRADING
 
 from .mirror import factory, remote_error
-from .oracle import FRAME_HEADER, send_frame
+from .oracle import FRAME_HEADER, receive, send_frame
 
 SERVE = "__import__('course_utils.grading.oracle', fromlist=['serve']).serve({!r}, {!r})"
 MAX_ANSWER = 2**30  # bytes: a kernel cannot make the judge allocate more for one answer
@@ -93,14 +93,13 @@ class KernelChannel:
         try:
             self._sock.settimeout(self.timeout)
             send_frame(self._sock, buffer.getvalue())
-            size = int.from_bytes(_receive(self._sock, FRAME_HEADER, deadline), "big")
+            size = int.from_bytes(receive(self._sock, FRAME_HEADER, deadline), "big")
             if size > MAX_ANSWER:
                 self._die("the kernel's answer to the grader was too large")
-            data = _receive(self._sock, size, deadline)
+            data = receive(self._sock, size, deadline)
         except TimeoutError:
-            self._die(f"the kernel did not answer within {self.timeout:g} s (an endless loop "
-                      "in your code, or a kernel frozen by an earlier cell)")
-        except OSError:  # EOF or a reset: the kernel died or dropped the connection
+            self._die(self._no_answer())
+        except (EOFError, OSError):  # the kernel died or dropped the connection
             self._die("the kernel stopped answering the grader (it crashed, ran out of memory,"
                       " or something in the notebook closed the grader's connection)")
         return _decode(data)
@@ -114,6 +113,10 @@ class KernelChannel:
 
     def __del__(self) -> None:
         self.close()
+
+    def _no_answer(self) -> str:
+        return (f"the kernel did not answer within {self.timeout:g} s (an endless loop in "
+                "your code, or a kernel frozen by an earlier cell)")
 
     def _die(self, why: str) -> None:
         self.dead = why
@@ -143,19 +146,17 @@ class KernelChannel:
                 if reply is not None:  # the request ended without connecting
                     raise Unanswered(_failure(reply.get("content", {})))
                 if time.monotonic() > deadline:
-                    self._die(f"the kernel did not answer within {self.timeout:g} s (an "
-                              "endless loop in your code, or a kernel frozen by an earlier "
-                              "cell)")
+                    self._die(self._no_answer())
                 wait = min(wait * 2, 0.05)
         finally:
             listener.close()
             with contextlib.suppress(OSError):
                 os.unlink(path)
         try:
-            size = int.from_bytes(_receive(conn, FRAME_HEADER, deadline), "big")
+            size = int.from_bytes(receive(conn, FRAME_HEADER, deadline), "big")
             ok = size == len(token) and hmac.compare_digest(
-                _receive(conn, size, deadline), token.encode("ascii"))
-        except OSError:
+                receive(conn, size, deadline), token.encode("ascii"))
+        except (EOFError, OSError):
             ok = False
         if not ok:
             conn.close()
@@ -181,21 +182,6 @@ def _socket_folder(client: Any) -> str:
     if getattr(client, "transport", "tcp") == "ipc":
         return os.path.dirname(os.path.abspath(client.ip))
     return tempfile.gettempdir()
-
-
-def _receive(sock: socket.socket, size: int, deadline: float) -> bytes:
-    data = bytearray(size)
-    view, got = memoryview(data), 0
-    while got < size:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise TimeoutError
-        sock.settimeout(left)
-        n = sock.recv_into(view[got:])
-        if n == 0:
-            raise ConnectionResetError("the kernel closed the connection")
-        got += n
-    return bytes(data)
 
 
 def _failure(content: dict) -> str:

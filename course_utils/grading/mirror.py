@@ -177,8 +177,7 @@ class _Mirror:
         if not all(isinstance(t, torch.Tensor) for t in inputs):
             raise TypeError("the grader passes tensors only")
         handle = self._course_handle
-        state = {k: v.detach() for k, v in _tensors(self).items()}
-        modes = {path: m.training for path, m in self.named_modules()}
+        where = self._where()
         # which of the judge's global hooks the kernel must report calls for; only forward
         # hooks read tensors (pre hooks watch the call order), so only they cost a copy
         hooks = list(module_mod._global_forward_hooks.values())
@@ -192,10 +191,9 @@ class _Mirror:
         if torch.is_grad_enabled() and (params or any(t.requires_grad for t in inputs)):
             grad = {"input_grads": [t.requires_grad for t in inputs],
                     "param_flags": {k: p.requires_grad for k, p in self.named_parameters()}}
-        reply = handle.send("forward", {
-            "obj": handle.obj, "path": handle.path, "state": state, "modes": modes,
-            "inputs": tuple(t.detach() for t in inputs), "record": record, "watch": watch,
-            "grad": grad})
+        reply = handle.send("forward", dict(
+            where, inputs=tuple(t.detach() for t in inputs), record=record, watch=watch,
+            grad=grad))
         for w in watches:
             w.forbidden.extend(reply["forbidden"])
         with torch.no_grad():
@@ -211,21 +209,26 @@ class _Mirror:
         out = from_data(reply["out"])
         if type(out) is not torch.Tensor or grad is None or not reply["requires_grad"]:
             return out  # (no gradient wanted, or the student's forward detached its output)
-        request = {"obj": handle.obj, "path": handle.path, "state": state, "modes": modes,
-                   "inputs": tuple(t.detach() for t in inputs), **grad}
+        request = dict(where, inputs=tuple(t.detach() for t in inputs), **grad)
         return _RemoteFunction.apply((handle, request, out), *inputs, *[p for _, p in params])
 
+
+    def _where(self) -> dict:
+        """What every request about this module carries: where it lives in the kernel, its
+        tensors (as views: ``_Handle.send`` keeps the changed ones) and its modes."""
+        handle = self._course_handle
+        return {"obj": handle.obj, "path": handle.path,
+                "state": {k: v.detach() for k, v in _tensors(self).items()},
+                "modes": {path: m.training for path, m in self.named_modules()}}
 
     def zeroed_outputs(self, convs: list[str], x: torch.Tensor) -> list[Any]:
         """The outputs on ``x`` with the weight of each conv in ``convs`` (submodule names)
         zeroed in turn, without gradients, from one request (the checks' skip-connection
         test asks this for every conv of every block)."""
         handle = self._course_handle
-        reply = handle.send("zeroed", {
-            "obj": handle.obj, "path": handle.path,
-            "state": {k: v.detach() for k, v in _tensors(self).items()},
-            "modes": {path: m.training for path, m in self.named_modules()},
-            "inputs": (x.detach(),), "zero": [f"{c}.weight" if c else "weight" for c in convs]})
+        reply = handle.send("zeroed", dict(
+            self._where(), inputs=(x.detach(),),
+            zero=[f"{c}.weight" if c else "weight" for c in convs]))
         return [from_data(out) for out in reply]
 
 

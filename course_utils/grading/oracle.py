@@ -434,24 +434,31 @@ def serve(path: str, token: str) -> str:
         sock.connect(path)
         send_frame(sock, token.encode("ascii"))
         while True:
-            header = _recv_exactly(sock, FRAME_HEADER)
-            if header is None:
-                return "closed"
-            request = _recv_exactly(sock, int.from_bytes(header, "big"))
-            if request is None:
-                return "closed"
+            try:
+                request = receive(sock, int.from_bytes(receive(sock, FRAME_HEADER), "big"))
+            except EOFError:
+                return "closed"  # the judge ended the session
             payload = torch.load(io.BytesIO(request), weights_only=False)
             buffer = io.BytesIO()
             torch.save(answer(payload), buffer)
             send_frame(sock, buffer.getvalue())
 
 
-def _recv_exactly(sock: Any, size: int) -> bytes | None:
+def receive(sock: Any, size: int, deadline: float | None = None) -> bytes:
+    """Exactly ``size`` bytes; EOFError when the other side closed the socket first,
+    TimeoutError past ``deadline`` (time.monotonic; None waits)."""
+    import time
+
     data = bytearray(size)
     view, got = memoryview(data), 0
     while got < size:
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError
+            sock.settimeout(left)
         n = sock.recv_into(view[got:])
         if n == 0:
-            return None  # the judge closed the session
+            raise EOFError("the connection was closed")
         got += n
     return bytes(data)
