@@ -286,12 +286,14 @@ def op_forward(obj: int, path: str, state: dict, modes: dict, inputs: tuple,
                record: tuple = (), watch: tuple | None = None, grad: dict | None = None
                ) -> dict:
     """Load ``state``, run forward on ``inputs``; the output and what happened on the way.
-    With ``grad`` (op_vjp's flags): also whether the output needs a gradient, from a second
-    forward with gradients on (one request where there were two)."""
+    Without ``grad``, gradients are off; with it (op_vjp's flags), forward runs with them on,
+    as in the notebook, and the reply says whether the output needs a gradient."""
     from course_utils.checks._cheating import Watch
 
     module, state, inputs = _prepare(obj, path, state, modes, inputs)
-    before = [t.clone() for t in inputs]
+    if grad is not None:
+        inputs, _ = _with_grad_flags(module, inputs, grad["input_grads"], grad["param_flags"])
+    before = [t.detach().clone() for t in inputs]
     recorder = _Recorder(module, tuple(record)) if record else None
     watcher = Watch(also_forbid=watch) if watch is not None else None
     try:
@@ -299,7 +301,7 @@ def op_forward(obj: int, path: str, state: dict, modes: dict, inputs: tuple,
             recorder.__enter__()
         if watcher:
             watcher.__enter__()
-        with torch.no_grad():
+        with torch.set_grad_enabled(grad is not None):
             out = module(*inputs)
     finally:
         if watcher:
@@ -311,14 +313,26 @@ def op_forward(obj: int, path: str, state: dict, modes: dict, inputs: tuple,
     # e.g. BatchNorm's running statistics after a train-mode forward
     updated = {k: t.detach().clone() for k, t in _tensors(module).items()
                if k in state and not torch.equal(t, state[k])}
-    requires_grad = grad is not None and type(out) is torch.Tensor and op_vjp(
-        obj, path, {}, modes, tuple(before), grad["input_grads"], grad["param_flags"],
-        None)["requires_grad"]
+    requires_grad = type(out) is torch.Tensor and out.requires_grad
     return {"out": to_data(out), "changed": changed, "updated": updated,
             "requires_grad": requires_grad,
             "events": recorder.events if recorder else [],
             "event_tensors": recorder.tensors if recorder else [],
             "forbidden": watcher.forbidden if watcher else []}
+
+
+def _with_grad_flags(module: nn.Module, inputs: tuple, input_grads: list,
+                     param_flags: dict) -> tuple[tuple, list]:
+    """Copies of ``inputs`` and the module's parameters with the judge's requires_grad flags;
+    (inputs, the parameters that require a gradient)."""
+    inputs = tuple(t.detach().clone().requires_grad_(bool(want))
+                   for t, want in zip(inputs, input_grads, strict=True))
+    params = []
+    for name, p in module.named_parameters():
+        p.requires_grad_(bool(param_flags.get(name, p.requires_grad)))
+        if p.requires_grad:
+            params.append(p)
+    return inputs, params
 
 
 def op_vjp(obj: int, path: str, state: dict, modes: dict, inputs: tuple, input_grads: list,
@@ -327,13 +341,7 @@ def op_vjp(obj: int, path: str, state: dict, modes: dict, inputs: tuple, input_g
     With it: the gradients of sum(output * grad_output), one per input (None where not
     wanted), then one per parameter that requires a gradient, in registration order."""
     module, _, inputs = _prepare(obj, path, state, modes, inputs)
-    inputs = tuple(t.detach().clone().requires_grad_(bool(want))
-                   for t, want in zip(inputs, input_grads, strict=True))
-    params = []
-    for name, p in module.named_parameters():
-        p.requires_grad_(bool(param_flags.get(name, p.requires_grad)))
-        if p.requires_grad:
-            params.append(p)
+    inputs, params = _with_grad_flags(module, inputs, input_grads, param_flags)
     with torch.enable_grad():
         out = module(*inputs)
         if type(out) is not torch.Tensor or not out.requires_grad:
