@@ -336,18 +336,16 @@ def _with_grad_flags(module: nn.Module, inputs: tuple, input_grads: list,
 
 
 def op_vjp(obj: int, path: str, state: dict, modes: dict, inputs: tuple, input_grads: list,
-           param_flags: dict, grad_output: torch.Tensor | None) -> dict:
-    """Forward with gradients on. Without ``grad_output``: does the output need a gradient?
-    With it: the gradients of sum(output * grad_output), one per input (None where not
-    wanted), then one per parameter that requires a gradient, in registration order."""
+           param_flags: dict, grad_output: torch.Tensor) -> dict:
+    """Forward with gradients on, then the gradients of sum(output * grad_output): one per
+    input (None where not wanted), then one per parameter that requires a gradient, in
+    registration order. (Whether the output needs a gradient at all comes with op_forward.)"""
     module, _, inputs = _prepare(obj, path, state, modes, inputs)
     inputs, params = _with_grad_flags(module, inputs, input_grads, param_flags)
     with torch.enable_grad():
         out = module(*inputs)
         if type(out) is not torch.Tensor or not out.requires_grad:
             return {"requires_grad": False, "grads": None}
-        if grad_output is None:
-            return {"requires_grad": True, "grads": None}
         wanted = [t for t in inputs if t.requires_grad] + params
         found = iter(torch.autograd.grad(out, wanted, grad_output, allow_unused=True))
     grads = [next(found) if t.requires_grad else None for t in inputs]
