@@ -1,15 +1,18 @@
 """The sealed grading sandbox, and one submission's failure staying that submission's alone.
 
 One class of the small "mini" assignment (tests/mini_course.py) is graded once, through the
-command line (`python -m course_utils.grading grade`), with real nbgrader and real
-bubblewrap. Every hostile student is a correct submission plus one act, so every point it
-loses is the act's doing; "plain" is the same correct submission with nothing added, and
-must keep full points whatever the others do. A few fast tests drive the sandbox launcher
-directly (CPU limit, network, file system, environment) without nbgrader.
+command line (`python -m course_utils.grading grade`), with real nbgrader and kernels that
+the workers' zygotes fork into the sandbox. Every hostile student is a correct submission
+plus one act, so every point it loses is the act's doing; "plain" is the same correct
+submission with nothing added, and must keep full points whatever the others do. A few fast
+tests drive both ways into the sandbox directly, without nbgrader: bubblewrap (the launcher
+of a job graded outside a worker) and a zygote's forked kernel (CPU limit, network, file
+system, environment, kernels of one zygote kept apart).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -17,6 +20,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -27,6 +31,7 @@ from nbgrader.api import Gradebook
 
 from course_utils.grading import demo, sandbox_kernel
 from course_utils.grading.job import JobSpec, _sandbox_config
+from course_utils.grading.zygote import Zygote
 
 pytestmark = [
     pytest.mark.slow,
@@ -69,7 +74,12 @@ for top in ("/root", "/work", "/home", "/tmp", "/srv", "/opt", "/mnt", "/var"):
 print("FILES " + json.dumps({{"seen": seen, "listing": listing, "found": found,
                              "passwd": open("/etc/passwd").read()}}))
 '''
-ENV_PROBE = 'import json, os\nprint("ENV " + json.dumps(dict(os.environ)))'
+ENV_PROBE = ('import json, os\nprint("ENV " + json.dumps(dict(os.environ)))\n'
+             # the block the process started with (a forked kernel's is its zygote's)
+             'print("RAWENV " + json.dumps(open("/proc/self/environ").read()))')
+# The first cell of the prober: what the kernel had loaded before the notebook's imports.
+LOADED_PROBE = ('import json, sys\nprint("LOADED " + json.dumps(sorted({"torch", "matplotlib", '
+                '"course_utils"} & set(sys.modules))))')
 SIGINT_LOOP = ("import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n"
                "while True:\n    pass")
 FREEZE_ISINSTANCE = "import builtins\nbuiltins.isinstance = lambda *a, **k: True"
@@ -125,6 +135,7 @@ def course(tmp_path_factory, listener) -> Path:
     nb = _with_cell(course, NET_PROBE.format(port=listener.getsockname()[1]))
     demo.insert_after_first_code_cell(nb, FILE_PROBE.format(probes=probes, repo=str(ROOT)))
     demo.insert_after_first_code_cell(nb, ENV_PROBE)
+    nb.cells.insert(0, nbformat.v4.new_code_cell(LOADED_PROBE))
     demo.save_submission(course, "prober", "mini", nb)
     demo.save_submission(course, "sigint_loop", "mini", _with_cell(course, SIGINT_LOOP))
     demo.save_submission(course, "frozen_isinstance", "mini",
@@ -270,6 +281,13 @@ def test_the_graders_environment_is_not_visible(course, graded):
         "LANG", "LC_ALL", "TZ", "COURSE_MODE", "PYTHONDONTWRITEBYTECODE"}
     assert not leaked, leaked
     assert env["HOME"] == "/tmp" and env["COURSE_MODE"] == "grade"
+    assert SECRET not in _printed(course, "prober", "RAWENV")
+
+
+def test_workers_fork_kernels_from_a_zygote(course, graded):
+    # Every test of this class ran against forked kernels: they come with the lessons'
+    # modules already imported (a kernel started with bubblewrap imports torch alone).
+    assert _printed(course, "prober", "LOADED") == ["course_utils", "matplotlib", "torch"]
 
 
 def test_runaway_and_frozen_kernels_cost_one_timeout(course, graded):
@@ -366,3 +384,161 @@ def test_sandbox_has_no_network_no_host_files_no_grader_env(tmp_path):
     assert "'solutions'" not in proc.stdout and "'.git'" not in proc.stdout
     assert "RO OSError" in proc.stdout
     assert (tmp_path / "job" / "work" / "written.txt").read_text() == "ok"
+
+
+# ------------------------------------------------------------------ a zygote's forked kernels
+
+
+@pytest.fixture(scope="module")
+def zygote():
+    os.environ[SECRET] = "1"  # in the grader's environment when the zygote starts
+    try:
+        forks = Zygote()
+        assert forks.unavailable() is None
+    finally:
+        del os.environ[SECRET]
+    yield forks
+    forks.close()
+
+
+class Forked:
+    """A kernel forked by `zygote` into a sandbox for a job folder under `tmp_path`."""
+
+    def __init__(self, zygote: Zygote, tmp_path: Path, **config) -> None:
+        from jupyter_client import BlockingKernelClient
+        from jupyter_core.utils import run_sync
+
+        from course_utils.grading.judged import sandbox_kernel_manager
+
+        self.job = Path(tempfile.mkdtemp(prefix="g-", dir="/tmp"))
+        (self.job / "s").mkdir()
+        self.workdir = tmp_path / "work"
+        self.workdir.mkdir(exist_ok=True)
+        spec = JobSpec("s", "mini", b"", {}, {}, b"", {})
+        sandbox = {**_sandbox_config(spec, self.job, self.workdir), **config}
+        (self.job / "sandbox.json").write_text(json.dumps(sandbox))
+        self.km = sandbox_kernel_manager(zygote.kernel_argv(self.job / "sandbox.json"),
+                                         str(self.job / "s" / "k"))
+        run_sync(self.km.start_kernel)(cwd=str(self.workdir))
+        self.client = BlockingKernelClient()
+        self.client.load_connection_info(self.km.get_connection_info())
+        self.client.start_channels()
+        self.client.wait_for_ready(60)
+
+    def run(self, code: str, timeout: float = 60) -> str:
+        """What `code` printed (stdout and errors)."""
+        printed = []
+
+        def keep(msg):
+            content = msg["content"]
+            printed.append(content.get("text", "") + "\n".join(content.get("traceback", [])))
+
+        self.client.execute_interactive(code, timeout=timeout, output_hook=keep)
+        return "".join(printed)
+
+    def exit_status(self, wait: float = 30) -> int | None:
+        """The stand-in's exit status once the kernel ended (None if it did not)."""
+        process = self.km.provisioner.process
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            return process.wait(wait)
+        return None
+
+    def close(self) -> None:
+        from jupyter_core.utils import run_sync
+
+        self.client.stop_channels()
+        run_sync(self.km.shutdown_kernel)(now=True)
+        shutil.rmtree(self.job, ignore_errors=True)
+
+
+def test_a_forked_kernel_is_as_sealed_as_bubblewraps(zygote, tmp_path):
+    kernel = Forked(zygote, tmp_path)
+    try:
+        out = kernel.run(
+            "import os, socket, sys\n"
+            "try:\n    socket.create_connection(('1.1.1.1', 443), timeout=3); print('NET up')\n"
+            "except OSError:\n    print('NET down')\n"
+            f"print('REPO', sorted(os.listdir({str(ROOT)!r})))\n"
+            f"print('SECRET', os.environ.get({SECRET!r}), "
+            f"{SECRET!r} in open('/proc/self/environ').read())\n"
+            "print('PID', os.getpid(), socket.gethostname())\n"
+            "print('CAPS', open('/proc/self/status').read().split('CapEff:')[1].split()[0])\n"
+            "print('PRELOADED', 'course_utils.checks' in sys.modules)\n"
+            "open('written.txt', 'w').write('ok')\n"
+            "try:\n    open('/usr/x', 'w')\nexcept OSError as e:\n    print('RO', type(e).__name__)\n"
+            "try:\n    open('/x', 'w')\nexcept OSError as e:\n    print('ROOT', type(e).__name__)\n")
+    finally:
+        kernel.close()
+    assert "NET down" in out, out
+    assert "SECRET None False" in out
+    assert "'solutions'" not in out and "'.git'" not in out and "'course_utils'" in out
+    assert "PID 2 grading-sandbox" in out
+    assert "CAPS 0000000000000000" in out
+    assert "PRELOADED True" in out
+    assert "RO OSError" in out and "ROOT OSError" in out
+    assert (tmp_path / "work" / "written.txt").read_text() == "ok"
+
+
+def test_kernels_of_one_zygote_share_nothing(zygote, tmp_path):
+    (tmp_path / "a").mkdir()
+    first = Forked(zygote, tmp_path / "a")
+    try:
+        before = first.run("import numpy, os, random\n"
+                           "open('/tmp/left.txt', 'w').write('secret')\n"
+                           "print('RAND', random.random(), numpy.random.rand())\n"
+                           "import subprocess\n"  # a process left running in its sandbox
+                           "subprocess.Popen(['sleep', '600'], start_new_session=True)\n")
+    finally:
+        first.close()
+    (tmp_path / "b").mkdir()
+    second = Forked(zygote, tmp_path / "b")
+    try:
+        after = second.run("import numpy, os, random, subprocess\n"
+                           "print('LEFT', os.path.exists('/tmp/left.txt'))\n"
+                           "print('RAND', random.random(), numpy.random.rand())\n"
+                           "print('PS', sorted(p for p in os.listdir('/proc') if p.isdigit()))\n")
+    finally:
+        second.close()
+    assert "LEFT False" in after, after
+    rand = [line for text in (before, after) for line in text.splitlines()
+            if line.startswith("RAND")]
+    assert len(rand) == 2 and rand[0] != rand[1]  # each fork reseeds
+    assert "PS ['1', '2']" in after  # its init and itself: nothing of the first kernel's
+
+
+def test_a_forked_kernel_past_its_cpu_limit_is_killed(zygote, tmp_path):
+    kernel = Forked(zygote, tmp_path, cpu_seconds=2)
+    start = time.monotonic()
+    try:
+        kernel.client.execute("import signal\nfor s in (signal.SIGINT, signal.SIGTERM, "
+                              "signal.SIGXCPU):\n    signal.signal(s, signal.SIG_IGN)\n"
+                              "while True:\n    pass")
+        assert kernel.exit_status() == 137  # SIGKILL at the hard limit, as with bubblewrap
+    finally:
+        kernel.close()
+    assert time.monotonic() - start < 30
+
+
+def test_killing_the_stand_in_ends_the_forked_kernel(zygote, tmp_path):
+    kernel = Forked(zygote, tmp_path)
+    try:
+        kernel.run("import subprocess\nsubprocess.Popen(['sleep', '600'])\n"
+                   "open('pid', 'w').write(str(__import__('os').getpid()))")
+        workdir = os.path.realpath(kernel.workdir)
+        assert len(_processes_in(workdir)) == 3  # the stand-in, the kernel, its sleep
+        kernel.km.provisioner.process.kill()  # what Jupyter does to a dead or stuck kernel
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and _processes_in(workdir):
+            time.sleep(0.1)
+        assert not _processes_in(workdir)  # the kernel and its child, with their namespace
+    finally:
+        kernel.close()
+
+
+def _processes_in(workdir: str) -> list[str]:
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        with contextlib.suppress(OSError):
+            if os.readlink(f"/proc/{pid}/cwd") == workdir:
+                found.append(pid)
+    return found

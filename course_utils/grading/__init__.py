@@ -6,6 +6,8 @@ Modules:
 - oracle: the kernel-side half of the judge (answers requests with data only);
 - mirror: the judge's stand-ins for the student's classes, modules and functions;
 - sandbox_kernel: the grading kernel, started inside bubblewrap with a memory cap;
+- zygote, zygote_kernel, namespaces: kernels forked from a process that imported torch and
+  the lessons' modules once, each entering the same sandbox with system calls;
 - capped_stream: caps what one cell may print;
 - execute: nbgrader's Execute step, made to survive a kernel that dies or freezes;
 - job: grade one (student, assignment) in a private course directory;

@@ -253,12 +253,47 @@ def _dedupe_notebooks(spec: JobSpec, submitted: Path) -> list[str]:
     return notes
 
 
+# The zygote that forks this process's kernels (long-lived workers start one: use_zygote);
+# without one, every kernel starts with bubblewrap and imports torch itself.
+ZYGOTE = None
+
+
+def use_zygote(on: bool) -> None:
+    """Start (or stop) this process's zygote."""
+    global ZYGOTE
+    if ZYGOTE is not None and not on:
+        ZYGOTE.close()
+        ZYGOTE = None
+    elif ZYGOTE is None and on:
+        from .zygote import Zygote
+
+        ZYGOTE = Zygote()
+
+
+def _forking_zygote():
+    """The zygote when it forks kernels, else None."""
+    if ZYGOTE is None or ZYGOTE.unavailable() or ZYGOTE.proc.poll() is not None:
+        return None
+    return ZYGOTE
+
+
+def kernel_launch() -> str:
+    """How this process starts its kernels, in words (written in every job's log)."""
+    if _forking_zygote():
+        return "forked by the worker's zygote (torch and the lessons' modules imported once)"
+    reason = ZYGOTE and (ZYGOTE.unavailable() or "the zygote ended")
+    return "started with bubblewrap" + (f" (no zygote: {reason})" if reason else "")
+
+
 def kernel_argv(sandbox_config: Path) -> list[str]:
     """The grading kernel's command line (a `{connection_file}` placeholder for jupyter).
 
     Run by path, not with -m: importing the course_utils package would load torch in the
     launcher too, seconds per kernel start spent before bubblewrap even runs.
     """
+    zygote = _forking_zygote()
+    if zygote is not None:
+        return zygote.kernel_argv(sandbox_config)
     return [sys.executable, str(Path(__file__).with_name("sandbox_kernel.py")),
             str(sandbox_config), "-f", "{connection_file}"]
 
@@ -530,7 +565,7 @@ def _autograde(spec: JobSpec, job: Path, db: Path, sandbox: Path, workdir: Path,
         log.removeHandler(handler)
         phases.update(timings.pop(str(job / "kernel.log"), {}))
         _discard(PRESTARTED.pop(str(job / "kernel.log"), None))
-    text = stream.getvalue()
+    text = f"[INFO] the kernel: {kernel_launch()}\n" + stream.getvalue()
     if JobTimedOut.__name__ in text:
         timed_out = True
     kernel_log = job / "kernel.log"

@@ -283,12 +283,11 @@ def prepare_assignment(course_dir: Path, db_url: str, assignment: str) -> Assign
                                job_db.read_bytes())
 
 
-def _run_jobs(specs: Iterable[JobSpec], pool: WorkerPool | None, scheduler: str | None,
-              workers: int):
+def _run_jobs(specs: Iterable[JobSpec], pool: WorkerPool | DaskWorkers, workers: int):
     """Yield JobResults as they finish, from local worker processes or a Dask cluster.
 
     Local jobs are handed to the workers as `specs` yields them."""
-    if scheduler is None:
+    if isinstance(pool, WorkerPool):
         with ThreadPoolExecutor(max_workers=workers) as threads:
             futures = {threads.submit(pool.grade, spec): spec for spec in specs}
             for future in as_completed(futures):
@@ -297,38 +296,59 @@ def _run_jobs(specs: Iterable[JobSpec], pool: WorkerPool | None, scheduler: str 
     specs = list(specs)
     if not specs:
         return
-    from dask.distributed import Client, LocalCluster
     from dask.distributed import as_completed as dask_completed
 
-    cluster = None
-    if scheduler == "local":
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                               dashboard_address=None)
-        client = Client(cluster)
-    else:
-        client = Client(scheduler)
-    try:
-        # Dask workers are long-lived too: each starts its next job's kernel as a job begins.
-        client.run(_long_lived, True)
-        futures = client.map(grade, specs, pure=False)
-        by_key = {future.key: spec for future, spec in zip(futures, specs, strict=True)}
-        for future in dask_completed(futures):
-            yield _result(future, by_key[future.key])
-    finally:
+    futures = pool.map(specs)
+    by_key = {future.key: spec for future, spec in zip(futures, specs, strict=True)}
+    for future in dask_completed(futures):
+        yield _result(future, by_key[future.key])
+
+
+class DaskWorkers:
+    """A Dask client (on a LocalCluster for "local"), started before the assignments are
+    prepared: each Dask worker loads nbgrader and torch, starts its zygote and its first
+    job's kernel meanwhile, and keeps starting the next job's kernel as a job begins."""
+
+    def __init__(self, scheduler: str, workers: int, template: JobSpec) -> None:
+        from dask.distributed import Client, LocalCluster
+
+        self.cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                    dashboard_address=None) if scheduler == "local" else None
+        self.client = Client(self.cluster or scheduler)
+        self._warming = ThreadPoolExecutor(1)
+        self._warm = self._warming.submit(self.client.run, _long_lived, True, template)
+
+    def map(self, specs: list[JobSpec]) -> list:
+        """Dask futures grading `specs`, once every worker is warm (a job must not race its
+        worker's warm-up for the next kernel)."""
+        self._warm.result()
+        return self.client.map(grade, specs, pure=False)
+
+    def close(self) -> None:
         with contextlib.suppress(Exception):
-            client.run(_long_lived, False)  # and stop the kernel no job will use
-        client.close()
-        if cluster is not None:
-            cluster.close()
+            self._warm.result()
+        self._warming.shutdown()
+        with contextlib.suppress(Exception):
+            self.client.run(_long_lived, False)  # and stop the kernel no job will use
+        self.client.close()
+        if self.cluster is not None:
+            self.cluster.close()
 
 
-def _long_lived(on: bool) -> None:
-    """On a Dask worker: start (or stop starting) the next job's kernel ahead of it."""
-    from . import job
+def _long_lived(on: bool, template: JobSpec | None = None) -> None:
+    """On a Dask worker: load the grader, start the zygote and `template`'s kernel, and
+    start each next job's kernel ahead of it (or stop all that)."""
+    from . import job, judged  # noqa: F401  (nbgrader, the judge and torch, loaded once)
 
-    job.PRESTART_NEXT = on
     if not on:
+        job.PRESTART_NEXT = False
         job.discard_prestarted()
+    job.use_zygote(on)
+    if on:
+        job.PRESTART_NEXT = True
+        if template is not None:
+            with contextlib.suppress(Exception):
+                job.prestart(template)
 
 
 def _result(future, spec: JobSpec) -> JobResult:
@@ -545,7 +565,7 @@ def grade_class(course_dir: str | os.PathLike = ".", workers: int | None = None,
     config = (course_dir / "nbgrader_config.py").read_bytes()
     hide = sorted({str(root / name) for root in (course_dir, PACKAGE_REPO)
                    for name in HIDDEN_FROM_STUDENTS})
-    # Local workers start now and load nbgrader and torch while the assignments are prepared.
+    # The workers start now and load nbgrader and torch while the assignments are prepared.
     template = JobSpec("", "", config, {}, {}, b"", {}, cell_timeout=cell_timeout,
                        memory_bytes=memory_bytes, hide=hide)
     with _workers(len(todo), workers, scheduler, template) as pool:
@@ -575,7 +595,7 @@ def grade_class(course_dir: str | os.PathLike = ".", workers: int | None = None,
         digests = {(s, a): d for s, a, d in todo}
 
         def results():
-            yield from _run_jobs(specs(), pool, scheduler, workers)
+            yield from _run_jobs(specs(), pool, workers)
             yield from refused
 
         bar = Progress(len(todo), progress, log)
@@ -612,13 +632,17 @@ def grade_class(course_dir: str | os.PathLike = ".", workers: int | None = None,
 
 @contextlib.contextmanager
 def _workers(jobs: int, workers: int, scheduler: str | None, template: JobSpec):
-    """A WorkerPool for local grading (None on Dask or with nothing to grade); each worker
-    starts a kernel with `template`'s sandbox settings for its first job right away."""
-    if not jobs or scheduler is not None:
+    """Local worker processes or Dask workers (None with nothing to grade), started at once:
+    each starts a kernel with `template`'s sandbox settings for its first job right away."""
+    if not jobs:
         yield None
         return
-    with WorkerPool(min(workers, jobs), template) as pool:
+    pool = DaskWorkers(scheduler, workers, template) if scheduler else \
+        WorkerPool(min(workers, jobs), template)
+    try:
         yield pool
+    finally:
+        pool.close()
 
 
 def refresh_feedback(course_dir: str | os.PathLike = ".",

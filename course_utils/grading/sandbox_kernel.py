@@ -85,6 +85,14 @@ def bwrap_argv(config: dict, kernel_argv: list[str], connection_file: str | None
     return argv + kernel_argv
 
 
+def kernel_options() -> list[str]:
+    """IPKernelApp's options for a grading kernel, started here or forked by the zygote."""
+    return ["--IPKernelApp.outstream_class=course_utils.grading.capped_stream.CappedOutStream",
+            # In its own PID namespace the kernel's parent is pid 1, which ipykernel's parent
+            # poller reads as "orphaned"; the sandbox ends with its parent instead.
+            "--IPKernelApp.parent_handle=1"]
+
+
 def set_limits(config: dict) -> None:
     """Limits inherited by bubblewrap and the kernel; soft = hard, so they cannot be raised."""
     memory = int(config.get("memory") or DEFAULT_MEMORY)
@@ -101,11 +109,7 @@ def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     with open(argv[0]) as f:
         config = json.load(f)
-    kernel = [config["python_executable"], "-m", "ipykernel_launcher",
-              "--IPKernelApp.outstream_class=course_utils.grading.capped_stream.CappedOutStream",
-              # In its own PID namespace the kernel's parent is pid 1, which ipykernel's parent
-              # poller reads as "orphaned"; --die-with-parent does that job instead.
-              "--IPKernelApp.parent_handle=1",
+    kernel = [config["python_executable"], "-m", "ipykernel_launcher", *kernel_options(),
               # torch loads while the kernel boots (often before its job comes: job.prestart),
               # leaving no name behind: the notebook's own imports then cost nothing.
               "--IPKernelApp.exec_lines=import torch as _preloaded; del _preloaded",

@@ -2,9 +2,10 @@
 
 A worker loads nbgrader, SQLAlchemy and the judge (with torch) once, then runs each job it
 is sent in-process (job.grade: nbgrader's Autograde converter, a fresh sandboxed kernel per
-job). That saves a Python start and several seconds of imports per submission. As a job
-begins, the worker starts the kernel of its next job (job.prestart), which boots and imports
-torch while this job runs: the next job does not wait for its kernel. Nothing
+job). That saves a Python start and several seconds of imports per submission. Its zygote
+(zygote.py) forks each kernel with torch and the lessons' modules already imported. As a job
+begins, the worker starts the kernel of its next job (job.prestart), which boots while this
+job runs: the next job does not wait for its kernel. Nothing
 of a student's runs in the worker: the student's code runs only in the job's own kernel.
 
 The parent talks to a worker over its stdin and stdout: a JobSpec goes in, a JobResult comes
@@ -155,11 +156,15 @@ def main() -> None:
     """Serve jobs from stdin until it closes; results go to the original stdout."""
     replies = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # stray prints must not break replies
+    from .zygote import Zygote
+
+    zygote = Zygote()  # imports torch and the lessons' modules while this process loads
     from . import (
         job,
         judged,  # noqa: F401  (nbgrader, the judge and torch, loaded once)
     )
 
+    job.ZYGOTE = zygote
     job.PRESTART_NEXT = True
     if len(sys.argv) > 1:  # a template job: start the first job's kernel now
         with suppress(Exception):
@@ -174,6 +179,7 @@ def main() -> None:
             _send(replies, job.grade(spec))
     finally:
         job.discard_prestarted()
+        job.use_zygote(False)
 
 
 if __name__ == "__main__":
