@@ -16,8 +16,10 @@ runs `-m unit`):
 A test's own tier marker (``@pytest.mark.grading``) wins over the rules; then the fixtures
 it uses; then its file name.
 
-The lesson notebooks are executed once per (lesson, mode, copy) and session: ask for
+The lesson notebooks are executed once per (lesson, mode, copy) and pytest process: ask for
 ``executed_notebook`` instead of calling ``notebook_tools.execute`` (see its docstring).
+`make test` runs two processes with ``--dist loadfile``, so a (lesson, mode, copy) asked for
+by one test file only runs once in the whole suite.
 """
 
 from __future__ import annotations

@@ -155,7 +155,7 @@ def test_make_lab_installs_only_the_course_then_starts_jupyterlab():
     assert not _ran(commands, r"requirements-dev\.txt|pytest")
 
 
-@pytest.mark.parametrize("target,selection", [("test", r"pytest tests$"),
+@pytest.mark.parametrize("target,selection", [("test", r"pytest tests -n 2 --dist loadfile$"),
                                               ("test-fast", r"pytest tests -m unit$")])
 def test_make_test_adds_the_maintainers_tools_then_runs_its_tier(target, selection):
     commands = _dry_run(target)
