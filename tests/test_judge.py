@@ -29,7 +29,7 @@ from course_utils.grading.judge import (
 def test_parse_check_lines_and_their_options():
     calls = parse_checks('# graded\ncheck("basic_block", BasicBlock)\n'
                          'check("ex4_efficiency_table", efficiency_table, '
-                         'rows=globals().get("ex4_rows"), size=224)\ncheck("se_block", None)')
+                         'rows=ex4_rows, size=224)\ncheck("se_block", None)')
     assert calls == [
         CheckCall("basic_block", "BasicBlock"),
         CheckCall("ex4_efficiency_table", "efficiency_table",
@@ -124,6 +124,18 @@ def test_answers_are_read_as_plain_data_only():
         _decode(buffer.getvalue())
     with pytest.raises(Unanswered, match="not readable data"):
         _decode(b"not a torch file")
+
+
+def test_an_undefined_name_passed_to_a_check_fails_as_in_the_notebook(kernel):
+    """The notebook stops at a NameError; the judge must not compute the rows itself."""
+    _, kc = kernel
+    channel = KernelChannel(kc, timeout=30)
+    (verdict,) = judge_cell(_cells("def f(names, input_size=224): return []",
+                                   "check('ex4_efficiency_table', f, rows=never_computed)"),
+                            1, channel)
+    channel.close()
+    assert not verdict.passed and verdict.mistake == "undefined_option"
+    assert verdict.text.startswith("name 'never_computed' is not defined")
 
 
 def test_a_session_ends_with_the_graded_cell(kernel):

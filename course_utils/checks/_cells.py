@@ -28,13 +28,6 @@ def _option(node: ast.expr) -> tuple:
         pass
     if isinstance(node, ast.Name):
         return ("global", node.id)
-    # globals().get("name") reads a global that may not exist
-    if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-            and node.func.attr == "get" and isinstance(node.func.value, ast.Call)
-            and isinstance(node.func.value.func, ast.Name)
-            and node.func.value.func.id == "globals" and len(node.args) == 1
-            and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)):
-        return ("global", node.args[0].value)
     raise NotJudgeable(f"option value {ast.unparse(node)!r} is neither a literal nor a name")
 
 

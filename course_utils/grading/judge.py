@@ -272,9 +272,16 @@ def _judge_call(call: CheckCall, cells: list, index: int, channel: KernelChannel
             # what _calls.source_of gives a check: the cell, as the notebook holds it
             with contextlib.suppress(AttributeError, TypeError):
                 obj.__course_source__ = found[1]
-        options = {key: value if kind == "literal" else
-                   mirrors.value(channel("lookup", {"name": value}), value)
-                   for key, (kind, value) in call.options.items()}
+        options = {}
+        for key, (kind, value) in call.options.items():
+            if kind == "literal":
+                options[key] = value
+                continue
+            reply = channel("lookup", {"name": value})
+            if reply["kind"] == "missing":  # the notebook stops at a NameError here
+                return Verdict(False, f"name {value!r} is not defined: run the cell that "
+                               "computes it first", call.item, "undefined_option")
+            options[key] = mirrors.value(reply, value)
         passed, text, mistake = judge(call.item, obj, **options)
     except Unanswered as exc:
         passed, text, mistake = False, f"The grader could not check {call.item!r}: {exc}.", \
