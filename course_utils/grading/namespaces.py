@@ -22,6 +22,7 @@ import random
 import signal
 
 from .sandbox_kernel import ETC_FILES, SYSTEM_DIRS, TMP_SIZE, set_limits
+from .zygote_kernel import NO_KERNEL
 
 CLONE_NEWNS, CLONE_NEWCGROUP, CLONE_NEWUTS = 0x00020000, 0x02000000, 0x04000000
 CLONE_NEWIPC, CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET = 0x08000000, 0x10000000, 0x20000000, \
@@ -200,21 +201,22 @@ def _close_fds(keep: set[int]) -> None:
                 os.close(fd)
 
 
-def _exit_status(status: int) -> int:
+def exit_status(status: int) -> int:
+    """A wait status as a shell writes it: the code, or 128 + the signal."""
     return 128 + os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
 
 
 def _init(kernel: int, failed: int) -> None:
     """PID 1 of the sandbox: reap every process, end with the kernel's status (killing the
-    namespace's other processes with it); 125 when the kernel could not be set up."""
+    namespace's other processes with it); NO_KERNEL when the kernel could not be set up."""
     while True:
         try:
             pid, status = os.wait()
         except ChildProcessError:
-            os._exit(125)
+            os._exit(NO_KERNEL)
         if pid == kernel:
-            code = _exit_status(status)
-            os._exit(125 if os.read(failed, 1) else code)
+            code = exit_status(status)
+            os._exit(NO_KERNEL if os.read(failed, 1) else code)
 
 
 def enter(config: dict, connection_file: str | None, root: str,
@@ -237,7 +239,7 @@ def enter(config: dict, connection_file: str | None, root: str,
     init = os.fork()  # PID 1 of the new PID namespace
     if init:
         _, status = os.waitpid(init, 0)
-        os._exit(_exit_status(status))
+        os._exit(exit_status(status))
     prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     _mount(None, "/", None, MS_REC | MS_PRIVATE)
     _build_root(config, root, connection_file)

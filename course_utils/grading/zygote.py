@@ -32,6 +32,9 @@ import threading
 import traceback
 from pathlib import Path
 
+from .namespaces import exit_status
+from .zygote_kernel import NO_KERNEL, SOCKET_NAME
+
 # What the lessons' notebooks import (course_utils and its submodules, the libraries under
 # them), and what the kernel itself needs.
 PRELOAD = ("numpy", "torch", "torch.nn.functional", "torch.autograd.functional",
@@ -42,7 +45,6 @@ PRELOAD = ("numpy", "torch", "torch.nn.functional", "torch.autograd.functional",
            "course_utils.plots", "course_utils.pretrained", "course_utils.profile",
            "course_utils.train", "course_utils.grading.oracle",
            "course_utils.grading.capped_stream")
-SOCKET_NAME = "zygote"
 MAX_REQUEST = 1 << 20
 # An interactive backend must be chosen before matplotlib is imported: the kernel's inline one.
 INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
@@ -70,7 +72,7 @@ def run_kernel(request: dict, root: str, stdout: int, stderr: int) -> None:
     except BaseException:  # noqa: BLE001 - said on the kernel's log, then this child ends
         os.write(stderr, ("the grading sandbox could not be entered:\n" +
                           traceback.format_exc()).encode(errors="replace"))
-        os._exit(125)
+        os._exit(NO_KERNEL)
     code = 0
     try:
         from ipykernel.kernelapp import launch_new_instance
@@ -105,7 +107,7 @@ def probe(folder: Path, root: str) -> None:
             os._exit(0 if os.getpid() == 2 and no_capabilities else 1)
         except BaseException as exc:  # noqa: BLE001
             os.write(write, f"{type(exc).__name__}: {exc}".encode(errors="replace"))
-            os._exit(125)
+            os._exit(NO_KERNEL)
     os.close(write)
     with os.fdopen(read, "rb") as f:
         reason = f.read().decode(errors="replace").strip()
@@ -165,7 +167,7 @@ class Server:
     def _ended(self, conn: socket.socket) -> None:
         pid, pidfd = self.kernels.pop(conn)
         _, status = os.waitpid(pid, 0)
-        code = 128 + os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+        code = exit_status(status)
         self.selector.unregister(pidfd)
         os.close(pidfd)
         with contextlib.suppress(KeyError, ValueError):

@@ -17,7 +17,7 @@ import socket
 import sys
 import time
 
-SOCKET_NAME = "zygote"   # zygote.SOCKET_NAME
+SOCKET_NAME = "zygote"   # in the zygote's folder
 CONNECT_WAIT = 120       # seconds a zygote may take to import torch and the lessons' modules
 NO_KERNEL = 125          # exit status when no kernel could be started
 
