@@ -13,8 +13,8 @@ out, each a length-prefixed pickle between two trusted processes. A worker that 
 job that runs past its time limit, costs that job alone: the worker is killed (its kernel
 goes with it) and a new one takes its place.
 
-    python -m course_utils.grading.worker [TEMPLATE]   (started by WorkerPool, never by hand;
-                                                        TEMPLATE: a JobSpec, base64 pickle)
+    python -m course_utils.grading.worker ZYGOTE_FOLDER [TEMPLATE]
+        (started by WorkerPool, never by hand; TEMPLATE: a JobSpec, base64 pickle)
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import os
 import pickle
 import queue
 import select
+import shutil
 import signal
 import subprocess
 import sys
@@ -32,10 +33,12 @@ import time
 from contextlib import suppress
 
 from .job import JobResult, JobSpec, venv_env
+from .zygote import Zygote, zygote_folder
 
 HEADER = 8                 # bytes of the length prefix
 TIMEOUT_MARGIN = 60        # seconds past spec.job_timeout before the worker is killed
 STDERR_TAIL = 5_000        # characters of a dead worker's stderr kept in the job's log
+CLOSE_WAIT = 10            # seconds an idle worker has to stop its kernel and zygote
 
 
 class WorkerDied(RuntimeError):
@@ -73,11 +76,14 @@ class Worker:
         extra = {} if threads is None or "OMP_NUM_THREADS" in os.environ else \
             {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
         self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the worker
+        # The worker's zygote keeps its socket here; removed here too, however the worker ends.
+        self.zygote_folder = zygote_folder()
         # The template's sandbox settings let the worker start its first job's kernel at once.
         first = [] if template is None else \
             [base64.b64encode(pickle.dumps(template)).decode("ascii")]
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "course_utils.grading.worker", *first], stdin=subprocess.PIPE,
+            [sys.executable, "-m", "course_utils.grading.worker", self.zygote_folder, *first],
+            stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, stderr=self._stderr, env=venv_env(**extra),
             start_new_session=True)  # out of reach of the terminal's Ctrl-C to the runner
 
@@ -107,7 +113,14 @@ class Worker:
         self._stderr.seek(0)
         return self._stderr.read().decode(errors="replace")[-STDERR_TAIL:]
 
-    def close(self) -> None:
+    def close(self, wait: float = 0.0) -> None:
+        """Stop the worker: given `wait` seconds, it stops its kernels and zygote itself;
+        then whatever is left of its process group is killed."""
+        if wait and self.proc.poll() is None:
+            with suppress(OSError):
+                self.proc.stdin.close()  # the end of its jobs
+            with suppress(subprocess.TimeoutExpired):
+                self.proc.wait(wait)
         if self.proc.poll() is None:
             with suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGKILL)
@@ -115,6 +128,7 @@ class Worker:
         for stream in (self.proc.stdin, self.proc.stdout, self._stderr):
             with suppress(OSError):
                 stream.close()
+        shutil.rmtree(self.zygote_folder, ignore_errors=True)
 
 
 class WorkerPool:
@@ -143,7 +157,7 @@ class WorkerPool:
 
     def close(self) -> None:
         while not self._idle.empty():
-            self._idle.get_nowait().close()
+            self._idle.get_nowait().close(wait=CLOSE_WAIT)
 
     def __enter__(self) -> WorkerPool:
         return self
@@ -156,9 +170,7 @@ def main() -> None:
     """Serve jobs from stdin until it closes; results go to the original stdout."""
     replies = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # stray prints must not break replies
-    from .zygote import Zygote
-
-    zygote = Zygote()  # imports torch and the lessons' modules while this process loads
+    zygote = Zygote(sys.argv[1])  # imports torch and the lessons' modules while this loads
     from . import (
         job,
         judged,  # noqa: F401  (nbgrader, the judge and torch, loaded once)
@@ -166,9 +178,9 @@ def main() -> None:
 
     job.ZYGOTE = zygote
     job.PRESTART_NEXT = True
-    if len(sys.argv) > 1:  # a template job: start the first job's kernel now
+    if len(sys.argv) > 2:  # a template job: start the first job's kernel now
         with suppress(Exception):
-            job.prestart(pickle.loads(base64.b64decode(sys.argv[1])))
+            job.prestart(pickle.loads(base64.b64decode(sys.argv[2])))
     requests = sys.stdin.buffer
     try:
         while True:

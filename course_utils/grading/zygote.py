@@ -205,6 +205,11 @@ if __name__ == "__main__":
     main()
 
 
+def zygote_folder() -> str:
+    """A new private folder with a short path (a socket path holds at most 107 characters)."""
+    return tempfile.mkdtemp(prefix="z-", dir="/tmp" if os.access("/tmp", os.W_OK) else None)
+
+
 def zygote_env() -> dict[str, str]:
     """The zygote's environment: what a kernel may see, no more. A forked kernel gets the
     sandbox's own environment, but /proc/self/environ still shows the zygote's."""
@@ -220,12 +225,10 @@ class Zygote:
     """A worker's zygote process (see the module docstring), started at once: it imports for
     a few seconds while the worker loads nbgrader."""
 
-    def __init__(self) -> None:
+    def __init__(self, folder: str | None = None) -> None:
         import subprocess
 
-        # A short private folder: the socket path is limited to 107 characters.
-        self.folder = Path(tempfile.mkdtemp(prefix="z-", dir="/tmp" if os.access(
-            "/tmp", os.W_OK) else None))
+        self.folder = Path(folder or zygote_folder())
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "course_utils.grading.zygote", str(self.folder)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=self.folder,
