@@ -450,10 +450,15 @@ class Forked:
         run_sync(self.km.shutdown_kernel)(now=True)
         shutil.rmtree(self.job, ignore_errors=True)
 
+    def __enter__(self) -> Forked:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
 
 def test_a_forked_kernel_is_as_sealed_as_bubblewraps(zygote, tmp_path):
-    kernel = Forked(zygote, tmp_path)
-    try:
+    with Forked(zygote, tmp_path) as kernel:
         out = kernel.run(
             "import os, socket, sys\n"
             "try:\n    socket.create_connection(('1.1.1.1', 443), timeout=3); print('NET up')\n"
@@ -467,8 +472,6 @@ def test_a_forked_kernel_is_as_sealed_as_bubblewraps(zygote, tmp_path):
             "open('written.txt', 'w').write('ok')\n"
             "try:\n    open('/usr/x', 'w')\nexcept OSError as e:\n    print('RO', type(e).__name__)\n"
             "try:\n    open('/x', 'w')\nexcept OSError as e:\n    print('ROOT', type(e).__name__)\n")
-    finally:
-        kernel.close()
     assert "NET down" in out, out
     assert "SECRET None False" in out
     assert "'solutions'" not in out and "'.git'" not in out and "'course_utils'" in out
@@ -481,24 +484,18 @@ def test_a_forked_kernel_is_as_sealed_as_bubblewraps(zygote, tmp_path):
 
 def test_kernels_of_one_zygote_share_nothing(zygote, tmp_path):
     (tmp_path / "a").mkdir()
-    first = Forked(zygote, tmp_path / "a")
-    try:
+    with Forked(zygote, tmp_path / "a") as first:
         before = first.run("import numpy, os, random\n"
                            "open('/tmp/left.txt', 'w').write('secret')\n"
                            "print('RAND', random.random(), numpy.random.rand())\n"
                            "import subprocess\n"  # a process left running in its sandbox
                            "subprocess.Popen(['sleep', '600'], start_new_session=True)\n")
-    finally:
-        first.close()
     (tmp_path / "b").mkdir()
-    second = Forked(zygote, tmp_path / "b")
-    try:
+    with Forked(zygote, tmp_path / "b") as second:
         after = second.run("import numpy, os, random, subprocess\n"
                            "print('LEFT', os.path.exists('/tmp/left.txt'))\n"
                            "print('RAND', random.random(), numpy.random.rand())\n"
                            "print('PS', sorted(p for p in os.listdir('/proc') if p.isdigit()))\n")
-    finally:
-        second.close()
     assert "LEFT False" in after, after
     rand = [line for text in (before, after) for line in text.splitlines()
             if line.startswith("RAND")]
@@ -507,23 +504,18 @@ def test_kernels_of_one_zygote_share_nothing(zygote, tmp_path):
 
 
 def test_a_forked_kernel_past_its_cpu_limit_is_killed(zygote, tmp_path):
-    kernel = Forked(zygote, tmp_path, cpu_seconds=2)
     start = time.monotonic()
-    try:
+    with Forked(zygote, tmp_path, cpu_seconds=2) as kernel:
         kernel.client.execute("import signal\nfor s in (signal.SIGINT, signal.SIGTERM, "
                               "signal.SIGXCPU):\n    signal.signal(s, signal.SIG_IGN)\n"
                               "while True:\n    pass")
         assert kernel.exit_status() == 137  # SIGKILL at the hard limit, as with bubblewrap
-    finally:
-        kernel.close()
     assert time.monotonic() - start < 30
 
 
 def test_killing_the_stand_in_ends_the_forked_kernel(zygote, tmp_path):
-    kernel = Forked(zygote, tmp_path)
-    try:
-        kernel.run("import subprocess\nsubprocess.Popen(['sleep', '600'])\n"
-                   "open('pid', 'w').write(str(__import__('os').getpid()))")
+    with Forked(zygote, tmp_path) as kernel:
+        kernel.run("import subprocess\nsubprocess.Popen(['sleep', '600'])")
         workdir = os.path.realpath(kernel.workdir)
         assert len(_processes_in(workdir)) == 3  # the stand-in, the kernel, its sleep
         kernel.km.provisioner.process.kill()  # what Jupyter does to a dead or stuck kernel
@@ -531,8 +523,6 @@ def test_killing_the_stand_in_ends_the_forked_kernel(zygote, tmp_path):
         while time.monotonic() < deadline and _processes_in(workdir):
             time.sleep(0.1)
         assert not _processes_in(workdir)  # the kernel and its child, with their namespace
-    finally:
-        kernel.close()
 
 
 def _processes_in(workdir: str) -> list[str]:
