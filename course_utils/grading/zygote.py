@@ -102,12 +102,15 @@ def probe(folder: Path, root: str) -> None:
     if pid == 0:
         try:
             namespaces.enter({"sockets": work, "workdir": work, "env": {}}, None, root, 1, write)
-            with open("/proc/self/status") as f:
-                no_capabilities = "CapEff:\t0000000000000000" in f.read()
-            os._exit(0 if os.getpid() == 2 and no_capabilities else 1)
         except BaseException as exc:  # noqa: BLE001
             os.write(write, f"{type(exc).__name__}: {exc}".encode(errors="replace"))
             os._exit(NO_KERNEL)
+        try:  # now the sandbox's kernel process: its stderr is the pipe
+            with open("/proc/self/status") as f:
+                no_capabilities = "CapEff:\t0000000000000000" in f.read()
+            os._exit(0 if os.getpid() == 2 and no_capabilities else 1)
+        finally:
+            os._exit(1)
     os.close(write)
     with os.fdopen(read, "rb") as f:
         reason = f.read().decode(errors="replace").strip()
