@@ -20,8 +20,16 @@ import os
 import platform
 import random
 import signal
+import sys
 
-from .sandbox_kernel import ETC_FILES, SYSTEM_DIRS, TMP_SIZE, set_limits
+from .sandbox_kernel import (
+    ETC_FILES,
+    SYSTEM_DIRS,
+    TMP_SIZE,
+    hidden_paths,
+    readable_paths,
+    set_limits,
+)
 from .zygote_kernel import NO_KERNEL
 
 CLONE_NEWNS, CLONE_NEWCGROUP, CLONE_NEWUTS = 0x00020000, 0x02000000, 0x04000000
@@ -155,17 +163,14 @@ def _build_root(config: dict, root: str, connection_file: str | None) -> None:
     _mount("proc", root + "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
     os.makedirs(root + "/tmp", exist_ok=True)
     _mount("tmpfs", root + "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, f"size={TMP_SIZE},mode=1777")
-    readable = [*config.get("python", []), *config.get("code", []), *config.get("readonly", [])]
-    if connection_file:
-        readable.append(os.path.abspath(connection_file))
-    for path in dict.fromkeys(readable):
+    readable = readable_paths(config, connection_file)
+    for path in readable:
         _bind(path, root)
-    for path in config.get("hide", []):
-        if any(path == r or path.startswith(r.rstrip("/") + "/") for r in readable):
-            if os.path.isdir(path):
-                _mount("tmpfs", root + path, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755")
-            elif os.path.exists(path):
-                _mount("/dev/null", root + path, None, MS_BIND)
+    for path in hidden_paths(config, readable):
+        if os.path.isdir(path):
+            _mount("tmpfs", root + path, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755")
+        else:
+            _mount("/dev/null", root + path, None, MS_BIND)
     # Bound last so that they stay writable under anything above.
     for path in (config["sockets"], config["workdir"]):
         _bind(path, root, readonly=False)
@@ -272,8 +277,6 @@ def enter(config: dict, connection_file: str | None, root: str,
 
 
 def _reseed_numpy() -> None:
-    import sys
-
     numpy = sys.modules.get("numpy")
     if numpy is not None:
         numpy.random.seed()

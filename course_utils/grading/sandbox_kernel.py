@@ -42,6 +42,20 @@ ETC_FILES = ("/etc/ld.so.cache", "/etc/localtime", "/etc/fonts", "/etc/alternati
              "/etc/mime.types")
 
 
+def readable_paths(config: dict, connection_file: str | None) -> list[str]:
+    """The host paths the sandbox shows read-only at their own path, without repeats."""
+    readable = [*config.get("python", []), *config.get("code", []), *config.get("readonly", [])]
+    if connection_file:
+        readable.append(os.path.abspath(connection_file))
+    return list(dict.fromkeys(readable))
+
+
+def hidden_paths(config: dict, readable: list[str]) -> list[str]:
+    """The existing paths of `hide` that lie inside a readable one: each gets covered."""
+    return [path for path in config.get("hide", []) if os.path.exists(path) and any(
+        path == r or path.startswith(r.rstrip("/") + "/") for r in readable)]
+
+
 def bwrap_argv(config: dict, kernel_argv: list[str], connection_file: str | None = None
                ) -> list[str]:
     """The bubblewrap command that runs `kernel_argv` as described by `config`.
@@ -67,17 +81,11 @@ def bwrap_argv(config: dict, kernel_argv: list[str], connection_file: str | None
         argv += ["--ro-bind", path, f"/etc/{name}"]
     argv += ["--dev", "/dev", "--proc", "/proc", "--size", str(TMP_SIZE), "--tmpfs", "/tmp"]
     # After /tmp: the environment or the course may lie under /tmp.
-    readable = [*config.get("python", []), *config.get("code", []), *config.get("readonly", [])]
-    if connection_file:
-        readable.append(os.path.abspath(connection_file))
-    for path in dict.fromkeys(readable):
+    readable = readable_paths(config, connection_file)
+    for path in readable:
         argv += ["--ro-bind", path, path]
-    for path in config.get("hide", []):
-        if any(path == r or path.startswith(r.rstrip("/") + "/") for r in readable):
-            if os.path.isdir(path):
-                argv += ["--tmpfs", path]
-            elif os.path.exists(path):
-                argv += ["--ro-bind", "/dev/null", path]
+    for path in hidden_paths(config, readable):
+        argv += ["--tmpfs", path] if os.path.isdir(path) else ["--ro-bind", "/dev/null", path]
     # Bound last so that they stay writable under anything above.
     for path in (config["sockets"], config["workdir"]):
         argv += ["--bind", path, path]
