@@ -58,14 +58,18 @@ def run_nbgrader(cwd: Path, *args: str, mode: str = "grade",
                           text=True, env=env)
 
 
-def generate_student_copy(lesson: str, workdir: Path) -> Path:
-    """Run nbgrader generate_assignment on a copy of the course; return the generated notebook."""
+def generate_student_copies(workdir: Path) -> dict[str, Path]:
+    """Run nbgrader generate_assignment once for every lesson, on a copy of the course.
+
+    Returns {lesson: generated notebook}. One nbgrader process for all lessons (the
+    assignment id "*" is a pattern to nbgrader): 4 s instead of 4 s per lesson.
+    """
     shutil.copy(ROOT / "nbgrader_config.py", workdir / "nbgrader_config.py")
-    shutil.copytree(ROOT / "solutions" / lesson, workdir / "solutions" / lesson)
-    run_nbgrader(workdir, "generate_assignment", lesson, "--force", "--log-level=ERROR",
+    shutil.copytree(ROOT / "solutions", workdir / "solutions")
+    run_nbgrader(workdir, "generate_assignment", "*", "--force", "--log-level=ERROR",
                  f"--CourseDirectory.root={workdir}",
                  f"--CourseDirectory.db_url=sqlite:///{workdir / 'gradebook.db'}", check=True)
-    return workdir / "notebooks" / lesson / f"{lesson}.ipynb"
+    return {path.parent.name: path for path in sorted(workdir.glob("notebooks/*/*.ipynb"))}
 
 
 def execute(path: Path, workdir: Path, mode: str = "grade", allow_errors: bool = False,
@@ -138,5 +142,5 @@ class ExecutedNotebook:
 
 
 __all__ = ["CellExecutionError", "LESSONS", "ROOT", "ExecutedNotebook", "cell_error", "execute",
-           "existing_lessons", "generate_student_copy", "is_autograded_test", "nbgrader_meta",
+           "existing_lessons", "generate_student_copies", "is_autograded_test", "nbgrader_meta",
            "output_text", "run_nbgrader", "solution_path", "student_path"]

@@ -16,7 +16,7 @@ from notebook_tools import (
     ROOT,
     cell_error,
     existing_lessons,
-    generate_student_copy,
+    generate_student_copies,
     is_autograded_test,
     nbgrader_meta,
     solution_path,
@@ -48,9 +48,15 @@ def test_committed_without_outputs(lesson, copy):
     assert not dirty, f"{path.name}: cells {dirty} carry outputs or execution counts"
 
 
+@pytest.fixture(scope="module")
+def generated_copies(tmp_path_factory) -> dict:
+    return generate_student_copies(tmp_path_factory.mktemp("generated"))
+
+
 @pytest.mark.parametrize("lesson", LESSONS_PRESENT)
-def test_student_copy_is_what_nbgrader_generates(lesson, tmp_path):
-    generated = json.loads(generate_student_copy(lesson, tmp_path).read_text())
+def test_student_copy_is_what_nbgrader_generates(lesson, generated_copies):
+    assert lesson in generated_copies, f"nbgrader generated no student copy of {lesson}"
+    generated = json.loads(generated_copies[lesson].read_text())
     committed = json.loads(student_path(lesson).read_text())
     assert committed == generated, (
         f"notebooks/{lesson} is stale: run `make student-notebooks` and commit the result"
