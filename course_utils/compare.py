@@ -41,6 +41,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .eval_mode import train_mode
+
 RTOL = 1e-5
 
 StateDict = Mapping[str, torch.Tensor]
@@ -121,7 +123,6 @@ def _measure_batchnorm(model: nn.Module, input_shape: tuple[int, ...], g: torch.
              if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
     if not norms:
         return
-    flags = [(m, m.training) for m in model.modules()]
     momenta = [m.momentum for m in norms]
     for m in norms:
         m.reset_running_stats()
@@ -129,12 +130,11 @@ def _measure_batchnorm(model: nn.Module, input_shape: tuple[int, ...], g: torch.
     device = next(iter(model.state_dict().values())).device
     batch = torch.randn((max(4, input_shape[0]), *input_shape[1:]), generator=g).to(device)
     try:
-        model.train()(batch)
+        with train_mode(model):
+            model(batch)
     finally:
         for m, momentum in zip(norms, momenta, strict=True):
             m.momentum = momentum
-        for m, flag in flags:
-            m.training = flag
 
 
 def _pair(ours: StateDict, theirs: StateDict) -> dict[str, torch.Tensor]:
@@ -186,14 +186,9 @@ def _flatten(out) -> list[torch.Tensor]:
 
 
 def _run(model: nn.Module, x: torch.Tensor, training: bool, seed: int):
-    flags = [(m, m.training) for m in model.modules()]
-    model.train(training)
-    try:
+    with train_mode(model, training):
         torch.manual_seed(seed)  # dropout / drop-path draw the same numbers in both networks
         return model(x)
-    finally:
-        for m, flag in flags:
-            m.training = flag
 
 
 @torch.no_grad()

@@ -8,7 +8,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from course_utils import train as train_module
-from course_utils.eval_mode import eval_mode
+from course_utils.eval_mode import eval_mode, train_mode
 from course_utils.train import FitSettings, History, evaluate, fit
 
 
@@ -314,6 +314,13 @@ def test_eval_mode_restores_each_submodules_flag():
     model, flags = _mixed_modes()
     with eval_mode(model) as inside:
         assert inside is model and not any(m.training for m in model.modules())
+    assert [m.training for m in model.modules()] == flags
+
+
+def test_train_mode_restores_each_submodules_flag():
+    model, flags = _mixed_modes()
+    with train_mode(model) as inside:
+        assert inside is model and all(m.training for m in model.modules())
     assert [m.training for m in model.modules()] == flags
 
 
