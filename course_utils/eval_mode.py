@@ -8,7 +8,7 @@ and course_utils.compare all use these helpers.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 
 from torch import nn
 
@@ -26,6 +26,6 @@ def train_mode(model: nn.Module, training: bool = True) -> Iterator[nn.Module]:
             module.training = flag
 
 
-def eval_mode(model: nn.Module):
+def eval_mode(model: nn.Module) -> AbstractContextManager[nn.Module]:
     """Run the block with `model.eval()`; restore every submodule's flag after."""
     return train_mode(model, False)
