@@ -10,7 +10,8 @@ A kernel that stops answering is treated the same way. When a cell runs past the
 the kernel is interrupted; if the cell has not ended INTERRUPT_GRACE seconds later (it ignores
 SIGINT, or its own code broke the kernel's message loop), or if the cell right after a
 timed-out one times out too, the kernel is declared dead: killed, restarted, the cells above
-replayed, the rest graded. So no cell waits longer than its timeout plus the grace, and a
+replayed, the rest graded. A kernel that dies of the interrupt itself (the code broke the
+kernel's own signal handling) is reported the same way: the cell ran past its limit. So no cell waits longer than its timeout plus the grace, and a
 frozen kernel costs one timeout, not one per remaining cell.
 
 Outputs are capped here, in the grader, whatever the kernel does: one cell keeps at most
@@ -120,6 +121,7 @@ class SurvivingExecute(Execute):
         self._replaying = False
         self._no_replay: set[int] = set()
         self._last_timed_out = False
+        self._interrupted = False  # this cell ran past its timeout and was interrupted
         self._cap_cell = None
         self._cap_used = 0
         self._cap_noted = False
@@ -131,14 +133,17 @@ class SurvivingExecute(Execute):
             if cell.cell_type == "code" and cell.source.strip():
                 cell.outputs = [_error("KernelDied", GAVE_UP)]
             return cell
+        self._interrupted = False
         try:
             return await super().async_execute_cell(cell, cell_index, execution_count,
                                                     store_history)
         except DeadKernelError as exc:
             if self._replaying:
                 raise
-            message = FROZEN.format(timeout=self.timeout) if isinstance(exc, KernelFrozen) \
-                else KILLED
+            # A kernel that dies of the interrupt (its code broke the kernel's own handling)
+            # is a frozen cell too: the cell ran past its limit, it did not kill the process.
+            frozen = isinstance(exc, KernelFrozen) or self._interrupted
+            message = FROZEN.format(timeout=self.timeout) if frozen else KILLED
             cell.outputs = [_error("KernelDied", message)]
             self._no_replay.add(cell_index)
             self._restarts += 1
@@ -193,7 +198,7 @@ class SurvivingExecute(Execute):
                     task_poll_kernel_alive.cancel()
                     raise KernelFrozen("the kernel did not end an interrupted cell") from None
                 self.log.error("Timeout waiting for execute reply (%is); interrupting", timeout)
-                interrupted = self._last_timed_out = True
+                interrupted = self._last_timed_out = self._interrupted = True
                 await ensure_async(self.km.interrupt_kernel())
                 deadline = monotonic() + INTERRUPT_GRACE
                 continue
