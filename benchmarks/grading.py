@@ -124,6 +124,10 @@ def full_submission(workdir: Path) -> None:
     print()
 
 
+def _workers(n: int) -> str:
+    return f"{n} worker" if n == 1 else f"{n} workers"
+
+
 def class_throughput(workdir: Path, lesson: str, students: int, workers: int,
                      dask: bool, one_worker: bool) -> None:
     rows = []
@@ -134,11 +138,11 @@ def class_throughput(workdir: Path, lesson: str, students: int, workers: int,
     for n in counts:
         course = workdir / f"ours{n}"
         make_class(course, lesson, students)
-        rows.append((f"course_utils.grading, {n} worker(s)", *ours(course, lesson, n)))
+        rows.append((f"course_utils.grading, {_workers(n)}", *ours(course, lesson, n)))
     if dask:
         course = workdir / "dask"
         make_class(course, lesson, students)
-        rows.append((f"course_utils.grading, Dask LocalCluster, {workers} workers",
+        rows.append((f"course_utils.grading, Dask LocalCluster, {_workers(workers)}",
                      *ours(course, lesson, workers, scheduler="local")))
     print(f"A class of {students} students on {lesson} ({os.cpu_count()} CPU cores, "
           f"{uptime()}):")
@@ -150,8 +154,8 @@ def class_throughput(workdir: Path, lesson: str, students: int, workers: int,
         print(f"  {name:<52} {seconds:8.1f} {seconds / students:10.1f} "
               f"{students / seconds * 60:13.2f} {fixed}")
     plain = rows[0][1]
-    local = next(s for name, s, _ in rows if name == f"course_utils.grading, {workers} worker(s)")
-    print(f"  {workers} workers vs plain sequential nbgrader: {plain / local:.2f}x the "
+    local = next(s for name, s, _ in rows if name == f"course_utils.grading, {_workers(workers)}")
+    print(f"  {_workers(workers)} vs plain sequential nbgrader: {plain / local:.2f}x the "
           f"students/min (target >= 2.0)")
     if dask:
         print(f"  Dask vs local workers: {local / rows[-1][1]:.2f}x the students/min "
