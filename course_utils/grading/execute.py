@@ -11,8 +11,9 @@ the kernel is interrupted; if the cell has not ended INTERRUPT_GRACE seconds lat
 SIGINT, or its own code broke the kernel's message loop), or if the cell right after a
 timed-out one times out too, the kernel is declared dead: killed, restarted, the cells above
 replayed, the rest graded. A kernel that dies of the interrupt itself (the code broke the
-kernel's own signal handling) is reported the same way: the cell ran past its limit. So no cell waits longer than its timeout plus the grace, and a
-frozen kernel costs one timeout, not one per remaining cell.
+kernel's own signal handling) is reported the same way: the cell ran past its limit. So no
+cell waits longer than its timeout plus the grace, and a frozen kernel costs one timeout,
+not one per remaining cell.
 
 Outputs are capped here, in the grader, whatever the kernel does: one cell keeps at most
 CELL_OUTPUT_CAP characters of output (text, HTML, images, errors), one notebook at most
