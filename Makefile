@@ -43,8 +43,8 @@ $(DEV_STAMP): requirements-dev.txt $(STAMP)
 # Every tier (tests/conftest.py: unit, notebooks, grading, ui). CI runs this (.ci/run).
 # Two pytest processes, one test file each at a time: the suite alone keeps about one core
 # busy (it waits on kernels, nbgrader and servers), so on 2 cores this halves its time
-# (14 min -> 7 min 20 s; each process gets one torch thread, tests/conftest.py). More
-# processes than cores only add contention (3 processes: 7 min 40 s).
+# (14 min -> 7 min 20 s-8 min 12 s; each process gets one torch thread, tests/conftest.py).
+# More processes than cores only add contention (3 processes: 7 min 40 s).
 TEST_PROCESSES ?= 2
 test: setup dev system-deps
 	$(BIN)/python -m pytest tests -n $(TEST_PROCESSES) --dist loadfile
